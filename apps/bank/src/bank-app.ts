@@ -1,0 +1,39 @@
+import 'reflect-metadata';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { applyMigrations } from '@commune/migrator';
+import { AppModule } from './app.module.js';
+import { DEV_SERVICE_TOKEN, loadBankEnv, type BankEnv } from './config/env.js';
+import { setupOpenApi } from './http/openapi.js';
+import { PinoLogger } from '@commune/logging';
+
+/** prisma/bank/migrations, found from src/ (tests) or dist/ (built). */
+export const migrationsDir = resolve(dirname(fileURLToPath(import.meta.url)), '../../../prisma/bank/migrations');
+
+export interface BankApp {
+  app: NestExpressApplication;
+  env: BankEnv;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Migrates, builds and starts the bank. Used by main.ts, integration tests and bench/ledger.mjs. */
+export async function startBank(overrides: Partial<Record<keyof BankEnv, string>> = {}): Promise<BankApp> {
+  const source = { ...process.env, ...overrides };
+  const env = loadBankEnv(source);
+  const logger = new PinoLogger('bank', env.LOG_LEVEL);
+  if (env.BANK_SERVICE_TOKEN === DEV_SERVICE_TOKEN) {
+    logger.warn('BANK_SERVICE_TOKEN is not set: service endpoints accept the development token; set it in production', 'Bank');
+  }
+  await applyMigrations({ databaseUrl: env.DATABASE_URL, schema: env.DATABASE_SCHEMA, migrationsDir, log: (line) => logger.log(line, 'Migrations') });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forEnv(env, source), { logger, abortOnError: false, bodyParser: false });
+  app.useBodyParser('json', { limit: env.MAX_BODY_BYTES });
+  setupOpenApi(app);
+  app.enableShutdownHooks();
+  await app.listen(env.PORT, env.HOST);
+  const address = app.getHttpServer().address() as { port: number };
+  const url = `http://127.0.0.1:${address.port}`;
+  return { app, env, url, close: () => app.close() };
+}

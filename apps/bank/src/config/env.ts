@@ -1,0 +1,63 @@
+import { getAddress } from 'ethers';
+import { z } from 'zod';
+import { AddressSchema, Limits } from '@commune/protocol';
+
+/** Used when BANK_SERVICE_TOKEN is not set; the bank logs a warning at boot (never run it so in production). */
+export const DEV_SERVICE_TOKEN = 'dev-service-token';
+/** Where operator fees go when BANK_FEE_ACCOUNT is not set (a fixed dev address nobody holds a key for). */
+export const DEV_FEE_ACCOUNT = getAddress('0x0000000000000000000000000000000000000fee');
+
+const positiveInt = () => z.coerce.number().int().positive();
+
+/** The bank's environment, checked at boot. Every variable is listed in apps/bank/README.md. */
+export const BankEnvSchema = z.object({
+  DATABASE_URL: z.string().url().default('postgresql://postgres@127.0.0.1:5432/commune'),
+  /** Postgres schema the bank owns (DESIGN.md: no service reads another's tables). */
+  DATABASE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]*$/).default('bank'),
+  /** Connections in the pool: the most ledger transactions in flight at once. */
+  DATABASE_POOL_SIZE: positiveInt().max(200).default(20),
+  /** Any one SQL statement (including a wait for a row lock) is cancelled after this long. */
+  DATABASE_STATEMENT_TIMEOUT_MS: positiveInt().default(30_000),
+  REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  /** Prefix of every Redis key and BullMQ queue, so test suites and deployments can share a Redis. */
+  REDIS_PREFIX: z.string().regex(/^[a-zA-Z0-9_:-]+$/).default('commune'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(4100),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Bearer token of the service endpoints (holds, payments), shared with the scheduler and portal. */
+  BANK_SERVICE_TOKEN: z.string().min(8).default(DEV_SERVICE_TOKEN),
+  /** The account that receives operator fees (feePerPayment of every payment). */
+  BANK_FEE_ACCOUNT: AddressSchema.default(DEV_FEE_ACCOUNT),
+  /** Lifetime of holds created without an expiry (the bridge's withdrawal reserves). */
+  HOLD_DEFAULT_TTL_MS: positiveInt().default(7 * 24 * 3600_000),
+  /** The furthest a hold's expiresAt may lie in the future. -> EINVAL */
+  MAX_HOLD_LIFETIME_MS: positiveInt().default(90 * 24 * 3600_000),
+  /** How often the `expire-holds` job releases holds past their expiry. */
+  HOLD_SWEEP_INTERVAL_MS: positiveInt().default(10_000),
+  /** Holds released per run of `expire-holds` (the next run takes the rest). */
+  MAX_EXPIRED_HOLDS_PER_SWEEP: positiveInt().default(1_000),
+  /** The furthest a signed transfer's expiresAt may lie in the future. -> EEXPIRED */
+  MAX_TRANSFER_LIFETIME_MS: positiveInt().default(Limits.maxSignatureLifetimeMs),
+  /** Attempts of one ledger transaction that hits a serialization failure or a deadlock. */
+  MAX_TRANSACTION_ATTEMPTS: positiveInt().max(50).default(10),
+  /** Entries per page of GET /accounts/:address/history (the default page is smaller). */
+  MAX_HISTORY_PAGE: positiveInt().max(10_000).default(500),
+  /** Payments in one POST /holds/:id/payments (the protocol allows at most 10,000). */
+  MAX_PAYMENTS_PER_BATCH: positiveInt().max(10_000).default(10_000),
+  /** Largest request body, bytes (a batch of 10,000 payments is about 1.5 MB). */
+  MAX_BODY_BYTES: positiveInt().default(4 * 1024 * 1024),
+  /** Accounts whose id the bank remembers in memory (addresses never change their id). */
+  ACCOUNT_CACHE_SIZE: positiveInt().default(100_000),
+});
+export type BankEnv = z.infer<typeof BankEnvSchema>;
+
+export const BANK_ENV = Symbol('BANK_ENV');
+
+export function loadBankEnv(source: NodeJS.ProcessEnv = process.env): BankEnv {
+  const parsed = BankEnvSchema.safeParse(source);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ');
+    throw new Error(`invalid bank environment: ${problems}`);
+  }
+  return parsed.data;
+}

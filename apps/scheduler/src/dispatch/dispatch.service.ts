@@ -1,0 +1,125 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { newId, type Task } from '@commune/protocol';
+import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
+import { Metrics } from '../health/metrics.js';
+import { meetsRequirements } from './domain/requirements.js';
+import { JobCatalog, type DispatchableJob } from './job-catalog.js';
+import { LeaseJournalRepository } from './lease-journal.repository.js';
+import { LeaseRepository } from './lease.repository.js';
+
+/** What the scheduler remembers about one worker connection. */
+export interface WorkerSession {
+  /** Lease owner: one per connection, so a reconnect never inherits the old connection's leases. */
+  leaseOwner: string;
+  workerId: string;
+  /** Where this worker's payments go; a worker without one only gets free jobs. */
+  earnings: string | null;
+  /** The least DCC per slice it works for. */
+  minWage: string;
+  /** Work functions already sent on this connection (sent once, then cached by hash). */
+  sentWork: Set<string>;
+  /** What the worker reported in its hello (spec "Requirements Objects"). */
+  capabilities: Record<string, unknown>;
+  /** Whether it meets each job's requirements (they never change), bounded: the most recent jobs. */
+  fits: Map<string, boolean>;
+}
+
+/** Picks work for a worker and leases it as tasks. */
+@Injectable()
+export class DispatchService {
+  private readonly logger = new Logger(DispatchService.name);
+  /** Tasks granted per request, so one request can fill a worker from several small jobs. */
+  static readonly maxTasksPerGrant = 4;
+  /** Jobs whose requirements check a session remembers. */
+  static readonly maxRememberedFits = 64;
+
+  constructor(
+    @Inject(SCHEDULER_ENV) private readonly env: SchedulerEnv,
+    private readonly leases: LeaseRepository,
+    private readonly catalog: JobCatalog,
+    private readonly metrics: Metrics,
+    private readonly journal: LeaseJournalRepository,
+  ) {}
+
+  async grant(session: WorkerSession, maxSlices: number): Promise<Task[]> {
+    const tasks: Task[] = [];
+    // First-lease times for results.stat: written while the next lease is taken, awaited before the grant goes out.
+    const journalWrites: Array<Promise<void>> = [];
+    let wanted = maxSlices;
+    while (wanted > 0 && tasks.length < DispatchService.maxTasksPerGrant) {
+      const taskId = newId('t');
+      // Checked before leasing: the candidates the lease script looks at whose requirements this worker does not meet.
+      const skip = await this.unfitCandidates(session);
+      const leaseDeadline = Date.now() + this.env.LEASE_TIMEOUT_MS;
+      const lease = await this.leases.lease(session.leaseOwner, taskId, Math.min(wanted, this.env.MAX_SLICES_PER_TASK), leaseDeadline, {
+        minWageDcc: session.minWage,
+        paidWork: session.earnings !== null,
+      }, LeaseRepository.leaseCandidates, skip);
+      if (!lease) break;
+      const job = await this.catalog.get(lease.jobId);
+      if (!job) {
+        this.logger.warn(`leased slices of unknown job ${lease.jobId}; returning them`);
+        await this.leases.returnSlices(taskId, session.leaseOwner);
+        continue;
+      }
+      if (!this.fits(session, job)) {
+        // The job became a candidate after the check above (a race): put its slices back, try again.
+        await this.leases.returnSlices(taskId, session.leaseOwner);
+        continue;
+      }
+      journalWrites.push(
+        this.journal.record(lease.jobId, lease.sliceIndexes).catch((error: unknown) => {
+          this.logger.warn(`recording the lease of ${lease.sliceIndexes.length} slices of ${lease.jobId} failed: ${(error as Error).message}`);
+        }),
+      );
+      const slices = lease.sliceIndexes.map((sliceIndex) => ({ sliceIndex, datum: job.input.sliceDatum(sliceIndex) }));
+      const firstTime = !session.sentWork.has(job.workHash);
+      if (firstTime) session.sentWork.add(job.workHash);
+      tasks.push({
+        taskId,
+        jobId: job.id,
+        workHash: job.workHash,
+        ...(firstTime ? { work: job.work } : {}),
+        arguments: job.arguments,
+        public: job.public,
+        slices,
+        leaseDeadline,
+        progressTimeoutMs: this.env.PROGRESS_TIMEOUT_MS,
+        sliceTimeLimitMs: this.env.SLICE_TIME_LIMIT_MS,
+        // A multi-range (compute.for form 3) datum is the argument tuple: work(i, j, ...arguments).
+        spreadDatum: job.inputSet.kind === 'multi',
+      });
+      this.metrics.slicesLeased.inc(slices.length);
+      wanted -= slices.length;
+    }
+    await Promise.all(journalWrites);
+    return tasks;
+  }
+
+  /** Ready jobs the next lease may look at that this worker cannot run (at most leaseCandidates ids). */
+  private async unfitCandidates(session: WorkerSession): Promise<string[]> {
+    const candidates = await this.leases.readyCandidates();
+    const jobs = await Promise.all(candidates.map((jobId) => (session.fits.has(jobId) ? null : this.catalog.get(jobId).catch(() => null))));
+    const unfit: string[] = [];
+    candidates.forEach((jobId, i) => {
+      const known = session.fits.get(jobId);
+      const job = jobs[i];
+      const fits = known ?? (job ? this.fits(session, job) : true);
+      if (!fits) unfit.push(jobId);
+    });
+    return unfit;
+  }
+
+  /** Whether the session's worker meets the job's requirements, remembered per session (bounded). */
+  private fits(session: WorkerSession, job: DispatchableJob): boolean {
+    const known = session.fits.get(job.id);
+    if (known !== undefined) return known;
+    const fits = meetsRequirements(job.requirements, session.capabilities);
+    session.fits.set(job.id, fits);
+    if (session.fits.size > DispatchService.maxRememberedFits) {
+      const oldest = session.fits.keys().next().value;
+      if (oldest !== undefined) session.fits.delete(oldest);
+    }
+    return fits;
+  }
+}

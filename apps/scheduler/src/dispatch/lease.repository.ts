@@ -1,0 +1,161 @@
+import { Injectable } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { RedisConnections } from '../redis/redis.module.js';
+import { claimScript, leaseScript, openJobScript, releaseWorkerScript, requeueScript, returnScript, setEscrowedScript, setRunningScript, sweepScript } from './lease-scripts.js';
+
+type ScriptRunner = (...args: (string | number)[]) => Promise<unknown>;
+
+export interface Lease {
+  jobId: string;
+  sliceIndexes: number[];
+}
+
+/** The only code that touches lease state in Redis; every operation is one atomic script. */
+@Injectable()
+export class LeaseRepository {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly scripts: Record<'lease' | 'claim' | 'return' | 'releaseWorker' | 'sweep' | 'requeue' | 'openJob' | 'setRunning' | 'setEscrowed', ScriptRunner>;
+
+  constructor(connections: RedisConnections) {
+    this.redis = connections.command;
+    this.prefix = connections.prefix;
+    const sources = {
+      lease: leaseScript, claim: claimScript, return: returnScript, releaseWorker: releaseWorkerScript, sweep: sweepScript, requeue: requeueScript, openJob: openJobScript,
+      setRunning: setRunningScript, setEscrowed: setEscrowedScript,
+    };
+    const scripts = {} as Record<keyof typeof sources, ScriptRunner>;
+    for (const [name, lua] of Object.entries(sources) as [keyof typeof sources, string][]) {
+      const command = `commune_${name}`;
+      if (!(command in this.redis)) this.redis.defineCommand(command, { numberOfKeys: 0, lua });
+      const runner = (this.redis as unknown as Record<string, ScriptRunner>)[command]!;
+      scripts[name] = (...args) => runner.call(this.redis, ...args);
+    }
+    this.scripts = scripts;
+  }
+
+  /**
+   * Registers a job for dispatch. A paid job carries its offer (DCC per slice, compared with
+   * workers' minimum wage) and how many slices its escrow covers; it may start paused (ENOFUNDS).
+   */
+  async openJob(jobId: string, total: number, paid: { offerDcc: string; escrowedSlices: number; paused?: boolean } | null = null): Promise<void> {
+    if (!paid) {
+      await this.scripts.openJob(this.prefix, jobId, total);
+      return;
+    }
+    await this.scripts.openJob(this.prefix, jobId, total, paid.offerDcc, paid.escrowedSlices, paid.paused ? 'paused' : 'running');
+  }
+
+  async setEscrowed(jobId: string, escrowedSlices: number): Promise<boolean> {
+    return Number(await this.scripts.setEscrowed(this.prefix, jobId, escrowedSlices)) === 1;
+  }
+
+  /** How many ready jobs a lease looks at (least served first). */
+  static readonly leaseCandidates = 16;
+  /** How long a job skipped for unmet requirements says so in its status (unless leased meanwhile). */
+  static readonly unmetTtlMs = 30_000;
+
+  /**
+   * Leases up to maxSlices of the least-served ready job (looking at `candidates` jobs) to a worker,
+   * never one of `skip` (jobs whose requirements the worker does not meet; they are marked unmet).
+   */
+  async lease(
+    workerId: string, taskId: string, maxSlices: number, deadline: number,
+    wage: { minWageDcc: string; paidWork: boolean } = { minWageDcc: '0', paidWork: false }, candidates = LeaseRepository.leaseCandidates,
+    skip: readonly string[] = [],
+  ): Promise<Lease | null> {
+    const reply = (await this.scripts.lease(
+      this.prefix, workerId, taskId, maxSlices, deadline, candidates, wage.minWageDcc, wage.paidWork ? '1' : '0', LeaseRepository.unmetTtlMs, ...skip,
+    )) as string[];
+    if (reply.length === 0) return null;
+    const [jobId, ...slices] = reply;
+    return { jobId: jobId!, sliceIndexes: slices.map(Number) };
+  }
+
+  /** The ids of the `count` least-served ready jobs (what a lease looks at). */
+  async readyCandidates(count = LeaseRepository.leaseCandidates): Promise<string[]> {
+    return this.redis.zrange(`${this.prefix}:ready`, '0', String(count - 1));
+  }
+
+  /** True while the job was recently skipped by a worker that does not meet its requirements and no worker leased it since. */
+  async unmet(jobId: string): Promise<boolean> {
+    return (await this.redis.exists(`${this.prefix}:job:${jobId}:unmet`)) === 1;
+  }
+
+  /** Claims slices for results; returns the task's job and which slices this worker may report. */
+  async claim(taskId: string, workerId: string, sliceIndexes: number[], renewedDeadline: number): Promise<{ jobId: string | null; claimed: boolean[] }> {
+    const reply = (await this.scripts.claim(this.prefix, taskId, workerId, renewedDeadline, ...sliceIndexes)) as (string | number)[];
+    const [jobId, ...flags] = reply;
+    return { jobId: jobId ? String(jobId) : null, claimed: flags.map((flag) => Number(flag) === 1) };
+  }
+
+  /** Puts back slices of a task (all when none are named); returns how many went back. */
+  async returnSlices(taskId: string, workerId: string, sliceIndexes: number[] = []): Promise<number> {
+    return Number(await this.scripts.return(this.prefix, taskId, workerId, ...sliceIndexes));
+  }
+
+  async releaseWorker(workerId: string): Promise<number> {
+    return Number(await this.scripts.releaseWorker(this.prefix, workerId));
+  }
+
+  async sweepExpired(now: number, limit = 500): Promise<number> {
+    return Number(await this.scripts.sweep(this.prefix, now, limit));
+  }
+
+  async requeue(jobId: string, sliceIndexes: number[]): Promise<number> {
+    if (sliceIndexes.length === 0) return 0;
+    return Number(await this.scripts.requeue(this.prefix, jobId, ...sliceIndexes));
+  }
+
+  /** Pauses ('paused') or resumes ('running') handing out a job's slices; false when Redis has no live state for it. */
+  async setRunning(jobId: string, status: 'running' | 'paused'): Promise<boolean> {
+    return Number(await this.scripts.setRunning(this.prefix, jobId, status)) === 1;
+  }
+
+  /** Stops handing out a job's slices (finished, cancelled or failed). */
+  async closeJob(jobId: string, status: string): Promise<void> {
+    const jobKey = `${this.prefix}:job:${jobId}`;
+    await this.redis.multi().hset(jobKey, 'status', status).del(`${jobKey}:requeue`).zrem(`${this.prefix}:ready`, jobId).exec();
+  }
+
+  /** Marks every slice as handed out, so only the reconciler's requeues feed the job. */
+  async markExhausted(jobId: string): Promise<void> {
+    const jobKey = `${this.prefix}:job:${jobId}`;
+    const total = await this.redis.hget(jobKey, 'total');
+    if (total !== null) await this.redis.hset(jobKey, 'cursor', total);
+  }
+
+  /** Forgets a closed job's keys (after late results had time to be refused). */
+  async forgetJob(jobId: string): Promise<void> {
+    const jobKey = `${this.prefix}:job:${jobId}`;
+    await this.redis.del(jobKey, `${jobKey}:requeue`, `${jobKey}:attempts`, `${jobKey}:unmet`, `${jobKey}:met`);
+  }
+
+  /** Slices handed out so far (never-leased slices start at `cursor`). */
+  async distributed(jobId: string): Promise<number | null> {
+    const cursor = await this.redis.hget(`${this.prefix}:job:${jobId}`, 'cursor');
+    return cursor === null ? null : Number(cursor);
+  }
+
+  async jobState(jobId: string): Promise<{ total: number; cursor: number; status: string; queued: number } | null> {
+    const jobKey = `${this.prefix}:job:${jobId}`;
+    const [fields, queued] = await Promise.all([this.redis.hmget(jobKey, 'total', 'cursor', 'status'), this.redis.llen(`${jobKey}:requeue`)]);
+    if (fields[0] === null) return null;
+    return { total: Number(fields[0]), cursor: Number(fields[1]), status: String(fields[2]), queued };
+  }
+
+  /** Counts a failed attempt of a slice; returns the attempts so far. */
+  async countAttempt(jobId: string, sliceIndex: number): Promise<number> {
+    return this.redis.hincrby(`${this.prefix}:job:${jobId}:attempts`, String(sliceIndex), 1);
+  }
+
+  /** Leased tasks of a job still out (for the reconciler). */
+  async hasOpenLeases(jobId: string): Promise<boolean> {
+    const taskIds = await this.redis.zrange(`${this.prefix}:leases`, '0', '-1');
+    if (taskIds.length === 0) return false;
+    const pipeline = this.redis.pipeline();
+    for (const taskId of taskIds) pipeline.hget(`${this.prefix}:task:${taskId}`, 'jobId');
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.some(([, value]) => value === jobId);
+  }
+}

@@ -1,0 +1,102 @@
+import { Logger } from '@nestjs/common';
+import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import type { Socket } from 'socket.io';
+import {
+  Namespaces, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
+  type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
+} from '@commune/protocol';
+import { reply, toErrorReply } from '../common-replies.js';
+import { JobEvents } from '../jobs/job-events.js';
+import { Metrics } from '../health/metrics.js';
+import { ResultsService } from '../results/results.service.js';
+import { DispatchService, type WorkerSession } from './dispatch.service.js';
+import { LeaseRepository } from './lease.repository.js';
+import { WorkerNotifier, type WorkerNamespace } from './worker-notifier.js';
+
+type WorkerSocket = Socket<WorkerToSchedulerEvents, SchedulerToWorkerEvents, Record<string, never>, WorkerSession>;
+
+/** `/worker`: task requests, results, returns and sandbox events. Thin: parse, call, reply. */
+@WebSocketGateway({ namespace: Namespaces.worker })
+export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect {
+  private readonly logger = new Logger(WorkerGateway.name);
+
+  constructor(
+    private readonly dispatch: DispatchService,
+    private readonly results: ResultsService,
+    private readonly leases: LeaseRepository,
+    private readonly notifier: WorkerNotifier,
+    private readonly events: JobEvents,
+    private readonly metrics: Metrics,
+  ) {}
+
+  afterInit(namespace: WorkerNamespace): void {
+    this.notifier.attach(namespace);
+  }
+
+  handleConnection(socket: WorkerSocket): void {
+    const hello = WorkerHelloSchema.safeParse(socket.handshake.auth);
+    if (!hello.success) {
+      this.logger.warn(`refused worker ${socket.id}: bad hello (${hello.error.issues.map((i) => i.path.join('.') + ' ' + i.message).join('; ')})`);
+      socket.disconnect(true);
+      return;
+    }
+    socket.data = {
+      workerId: hello.data.workerId,
+      leaseOwner: `${hello.data.workerId}.${socket.id}`,
+      sentWork: new Set(),
+      capabilities: hello.data.capabilities,
+      fits: new Map(),
+      earnings: hello.data.earnings ?? null,
+      minWage: hello.data.minWage,
+    };
+    this.metrics.workersConnected.inc();
+    this.logger.log(`worker ${hello.data.workerId} connected (${hello.data.sandboxes} sandboxes)`);
+
+    socket.on('task:request', async (payload, ack) => {
+      try {
+        const { maxSlices } = TaskRequestSchema.parse(payload);
+        reply(ack, { tasks: await this.dispatch.grant(socket.data, maxSlices) });
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('task:results', async (payload, ack) => {
+      try {
+        const batch = TaskResultsSchema.parse(payload);
+        reply(ack, { ok: true as const, ...(await this.results.submit(socket.data.leaseOwner, batch, socket.data.earnings)) });
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('task:return', async (payload, ack) => {
+      try {
+        const { taskId, sliceIndexes } = TaskReturnSchema.parse(payload);
+        const returned = await this.leases.returnSlices(taskId, socket.data.leaseOwner, sliceIndexes);
+        this.metrics.slicesReturned.inc(returned);
+        if (returned > 0) this.notifier.workAvailable();
+        reply(ack, { ok: true as const, returned });
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('task:events', (payload) => {
+      const parsed = WorkerEventsSchema.safeParse(payload);
+      if (!parsed.success) return;
+      this.events.console(parsed.data.jobId, parsed.data.console);
+      this.events.custom(parsed.data.jobId, parsed.data.custom);
+    });
+  }
+
+  async handleDisconnect(socket: WorkerSocket): Promise<void> {
+    if (!socket.data?.leaseOwner) return;
+    this.metrics.workersConnected.dec();
+    try {
+      const returned = await this.leases.releaseWorker(socket.data.leaseOwner);
+      this.metrics.slicesReturned.inc(returned);
+      if (returned > 0) this.notifier.workAvailable();
+      this.logger.log(`worker ${socket.data.workerId} disconnected; ${returned} leased slices put back`);
+    } catch (error) {
+      this.logger.error(`releasing leases of ${socket.data.workerId} failed (the sweeper will expire them): ${(error as Error).message}`);
+    }
+  }
+}

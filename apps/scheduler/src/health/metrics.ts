@@ -1,0 +1,19 @@
+import { Injectable } from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+
+/** Prometheus metrics of this replica, served at /metrics. */
+@Injectable()
+export class Metrics {
+  readonly registry = new Registry();
+  readonly slicesLeased = new Counter({ name: 'commune_slices_leased_total', help: 'Slices handed to workers', registers: [this.registry] });
+  readonly slicesReturned = new Counter({ name: 'commune_slices_returned_total', help: 'Slices put back (returned, expired, worker gone)', registers: [this.registry] });
+  readonly resultsAccepted = new Counter({ name: 'commune_results_accepted_total', help: 'Slice results stored', registers: [this.registry] });
+  readonly resultsRefused = new Counter({ name: 'commune_results_refused_total', help: 'Slice results refused (not leased, duplicate)', registers: [this.registry] });
+  readonly sliceFailures = new Counter({ name: 'commune_slice_failures_total', help: 'Failed slice attempts', registers: [this.registry] });
+  readonly jobsDeployed = new Counter({ name: 'commune_jobs_deployed_total', help: 'Jobs accepted', registers: [this.registry] });
+  readonly workersConnected = new Gauge({ name: 'commune_workers_connected', help: 'Workers connected to this replica', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'commune_scheduler_' });
+  }
+}

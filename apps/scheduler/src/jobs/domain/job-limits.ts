@@ -1,0 +1,49 @@
+import { canonicalJson, CommuneError, ErrorCode, type JobSpec } from '@commune/protocol';
+import { inputSetFromDescriptor, type InputSet } from '@commune/ranges';
+
+export interface JobLimits {
+  maxWorkBytes: number;
+  maxInputSetBytes: number;
+  maxSlicesPerJob: number;
+  maxSignatureLifetimeMs: number;
+  /** Paid offers need the bank; without one only free jobs (offer 0) run. */
+  bankEnabled: boolean;
+}
+
+/**
+ * Checks a deploy against the named limits and returns its input set. Pure: no I/O, so the
+ * rules are testable alone.
+ */
+export function checkJobSpec(spec: JobSpec, limits: JobLimits, now: number): InputSet {
+  if (spec.expiresAt < now) throw new CommuneError(ErrorCode.EEXPIRED, `the deploy request expired at ${new Date(spec.expiresAt).toISOString()}`);
+  if (spec.expiresAt - now > limits.maxSignatureLifetimeMs) {
+    throw new CommuneError(ErrorCode.EEXPIRED, `expiresAt lies more than maxSignatureLifetimeMs (${limits.maxSignatureLifetimeMs} ms) ahead`);
+  }
+  const workBytes = Buffer.byteLength(spec.work) + Buffer.byteLength(canonicalJson(spec.arguments));
+  if (workBytes > limits.maxWorkBytes) {
+    throw new CommuneError(ErrorCode.EWORKTOOBIG, `work function and arguments are ${workBytes} bytes; maxWorkBytes is ${limits.maxWorkBytes}`);
+  }
+  if (Number(spec.slicePaymentOffer) !== 0 && !limits.bankEnabled) {
+    throw new CommuneError(ErrorCode.ENOBANK, 'paid jobs need the bank, which this scheduler is not connected to (BANK_URL); offer 0 for free computation');
+  }
+  if (!/^\d+(\.\d{1,18})?$/.test(spec.slicePaymentOffer)) {
+    throw new CommuneError(ErrorCode.EINVAL, `slicePaymentOffer ${spec.slicePaymentOffer} has more than 18 decimals`);
+  }
+  if (spec.inputSet.kind === 'array') {
+    const inputBytes = Buffer.byteLength(JSON.stringify(spec.inputSet.values));
+    if (inputBytes > limits.maxInputSetBytes) {
+      throw new CommuneError(ErrorCode.ETOOBIG, `input set is ${inputBytes} bytes; maxInputSetBytes is ${limits.maxInputSetBytes}`);
+    }
+  }
+  let inputSet: InputSet;
+  try {
+    inputSet = inputSetFromDescriptor(spec.inputSet);
+  } catch (error) {
+    if (error instanceof CommuneError) throw error;
+    throw new CommuneError(ErrorCode.EINVAL, `bad input set: ${(error as Error).message}`);
+  }
+  if (inputSet.sliceCount > limits.maxSlicesPerJob) {
+    throw new CommuneError(ErrorCode.ETOOMANYTASKS, `job has ${inputSet.sliceCount} slices; maxSlicesPerJob is ${limits.maxSlicesPerJob}`);
+  }
+  return inputSet;
+}

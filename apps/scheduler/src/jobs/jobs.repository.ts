@@ -1,0 +1,286 @@
+import { Injectable } from '@nestjs/common';
+import type { JobPublic, JobSpec, JobStatus, RunStatus, SliceProfile } from '@commune/protocol';
+import { PrismaService } from '../database/prisma.service.js';
+import { unitsToDcc } from '../payments/domain/pricing.js';
+import { Prisma } from '../generated/prisma/client.js';
+
+/** What the scheduler keeps of a job (the parts dispatch needs). */
+export interface StoredJob {
+  id: string;
+  owner: string;
+  workHash: string;
+  work: string;
+  arguments: unknown[];
+  inputSet: JobSpec['inputSet'];
+  public: JobPublic;
+  /** spec "Requirements Objects": what a worker's capabilities must meet to be given the job. */
+  requirements: Record<string, unknown>;
+  total: number;
+  status: RunStatus;
+}
+
+interface JobRow {
+  id: string;
+  owner: string;
+  status: string;
+  total: bigint | number | string;
+  computed: bigint | number | string;
+  errors: number;
+  failure_code: string | null;
+  failure_message: string | null;
+  public: unknown;
+  created_at: Date;
+  finished_at: Date | null;
+  elapsed_ms_total: bigint | number | string;
+  output_bytes_total: bigint | number | string;
+  mean_input_bytes: number;
+  offer_units: string;
+  escrowed_slices: bigint | number | string;
+  paid_units: string;
+  funds_required: string | null;
+}
+
+const statusColumns =
+  'id, owner, status, total, computed, errors, failure_code, failure_message, public, created_at, finished_at, elapsed_ms_total, output_bytes_total, mean_input_bytes, offer_units::text, escrowed_slices, paid_units::text, funds_required::text';
+
+export interface ResultBatchOutcome {
+  inserted: number[];
+  computed: number;
+  total: number;
+  /** True for exactly one batch: the one whose results completed the job. */
+  completedJob: boolean;
+}
+
+/** Jobs, results and failures in Postgres. Hot paths are single raw statements. */
+@Injectable()
+export class JobsRepository {
+  constructor(private readonly prisma: PrismaService) {}
+
+  /** Stores a new job; false when (owner, nonce) was used before (a replayed deploy). */
+  async create(id: string, spec: JobSpec, workHash: string, total: number, signature: string, meanInputBytes = 0): Promise<boolean> {
+    try {
+      await this.prisma.job.create({
+        data: {
+          id,
+          owner: spec.owner,
+          workHash,
+          work: spec.work,
+          arguments: spec.arguments as Prisma.InputJsonValue,
+          inputSet: spec.inputSet as Prisma.InputJsonValue,
+          requirements: spec.requirements as Prisma.InputJsonValue,
+          public: spec.public as Prisma.InputJsonValue,
+          slicePaymentOffer: spec.slicePaymentOffer,
+          collateResults: spec.collateResults,
+          total: BigInt(total),
+          nonce: spec.nonce,
+          signature,
+          meanInputBytes,
+        },
+      });
+      return true;
+    } catch (error) {
+      if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') return false;
+      throw error;
+    }
+  }
+
+  async find(id: string): Promise<StoredJob | null> {
+    const job = await this.prisma.job.findUnique({
+      where: { id },
+      select: { id: true, owner: true, workHash: true, work: true, arguments: true, inputSet: true, public: true, requirements: true, total: true, status: true },
+    });
+    if (!job) return null;
+    return {
+      id: job.id,
+      owner: job.owner,
+      workHash: job.workHash,
+      work: job.work,
+      arguments: job.arguments as unknown[],
+      inputSet: job.inputSet as JobSpec['inputSet'],
+      public: (job.public ?? {}) as JobPublic,
+      requirements: (job.requirements ?? {}) as Record<string, unknown>,
+      total: Number(job.total),
+      status: job.status as RunStatus,
+    };
+  }
+
+  async findByNonce(owner: string, nonce: string): Promise<{ id: string; total: number; signature: string } | null> {
+    const job = await this.prisma.job.findUnique({ where: { owner_nonce: { owner, nonce } }, select: { id: true, total: true, signature: true } });
+    return job ? { id: job.id, total: Number(job.total), signature: job.signature } : null;
+  }
+
+  async status(id: string, distributed: number | null): Promise<JobStatus | null> {
+    const rows = await this.prisma.pool.query<JobRow>(
+      `SELECT ${statusColumns} FROM jobs WHERE id = $1`,
+      [id],
+    );
+    const row = rows.rows[0];
+    return row ? toStatus(row, distributed) : null;
+  }
+
+  /** Running jobs, for the reconciler. */
+  async running(limit: number): Promise<Array<{ id: string; total: number; computed: number }>> {
+    const rows = await this.prisma.pool.query<{ id: string; total: string; computed: string }>(
+      "SELECT id, total, computed FROM jobs WHERE status = 'running' ORDER BY created_at LIMIT $1",
+      [limit],
+    );
+    return rows.rows.map((row) => ({ id: row.id, total: Number(row.total), computed: Number(row.computed) }));
+  }
+
+  /**
+   * Stores a batch of results in one statement. The primary key (job, slice) makes acceptance
+   * exactly-once: a slice that already has a result is skipped and not counted.
+   */
+  async insertResults(
+    jobId: string,
+    workerId: string,
+    rows: Array<{ sliceIndex: number; value: string | null; elapsedMs: number; payment?: string | null }>,
+    payee: string | null = null,
+  ): Promise<ResultBatchOutcome> {
+    const result = await this.prisma.pool.query<{ computed: string; total: string; inserted: string[] | null }>(
+      `WITH ins AS (
+         INSERT INTO slice_results (job_id, slice_index, value, worker_id, elapsed_ms, payee, payment)
+         SELECT $1, t.s, t.v, $2, t.e, $6, t.p FROM unnest($3::bigint[], $4::text[], $5::int[], $7::numeric[]) AS t(s, v, e, p)
+         WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND status IN ('running', 'paused'))
+         ON CONFLICT DO NOTHING
+         RETURNING slice_index, elapsed_ms, coalesce(octet_length(value), 0) AS bytes, coalesce(payment, 0) AS payment
+       ), counted AS (
+         SELECT count(*) AS n, array_agg(slice_index) AS inserted, coalesce(sum(elapsed_ms), 0) AS elapsed, coalesce(sum(bytes), 0) AS bytes,
+           coalesce(sum(payment), 0) AS paid FROM ins
+       )
+       UPDATE jobs SET computed = computed + counted.n, elapsed_ms_total = elapsed_ms_total + counted.elapsed,
+         output_bytes_total = output_bytes_total + counted.bytes, paid_units = paid_units + counted.paid
+       FROM counted WHERE id = $1
+       RETURNING computed, total, counted.inserted`,
+      [
+        jobId, workerId, rows.map((row) => row.sliceIndex), rows.map((row) => row.value),
+        rows.map((row) => Math.min(2 ** 31 - 1, Math.round(row.elapsedMs))), payee, rows.map((row) => row.payment ?? null),
+      ],
+    );
+    const row = result.rows[0];
+    if (!row) return { inserted: [], computed: 0, total: 0, completedJob: false };
+    const inserted = (row.inserted ?? []).map(Number);
+    const computed = Number(row.computed);
+    const total = Number(row.total);
+    return { inserted, computed, total, completedJob: inserted.length > 0 && computed === total };
+  }
+
+  /** Records failed attempts; returns the job's error count after them. */
+  async recordFailures(jobId: string, workerId: string, failures: Array<{ sliceIndex: number; code: string; message: string }>): Promise<number> {
+    const result = await this.prisma.pool.query<{ errors: number }>(
+      `WITH ins AS (
+         INSERT INTO slice_failures (job_id, slice_index, worker_id, code, message)
+         SELECT $1, t.s, $2, t.c, t.m FROM unnest($3::bigint[], $4::text[], $5::text[]) AS t(s, c, m)
+         RETURNING 1
+       )
+       UPDATE jobs SET errors = errors + (SELECT count(*) FROM ins) WHERE id = $1 RETURNING errors`,
+      [jobId, workerId, failures.map((f) => f.sliceIndex), failures.map((f) => f.code), failures.map((f) => f.message.slice(0, 4000))],
+    );
+    return result.rows[0]?.errors ?? 0;
+  }
+
+  /** Moves a running job to an end state; null when it was not running (someone else ended it). */
+  async end(jobId: string, status: Exclude<RunStatus, 'running'>, failure: { code: string; message: string } | null): Promise<JobStatus | null> {
+    const rows = await this.prisma.pool.query<JobRow>(
+      `UPDATE jobs SET status = $2, failure_code = $3, failure_message = $4, finished_at = now()
+       WHERE id = $1 AND status IN ('running', 'paused')
+       RETURNING ${statusColumns}`,
+      [jobId, status, failure?.code ?? null, failure?.message ?? null],
+    );
+    const row = rows.rows[0];
+    return row ? toStatus(row, Number(row.total)) : null;
+  }
+
+  async resultsPage(jobId: string, after: number, limit: number): Promise<Array<{ sliceIndex: number; value: string | null }>> {
+    const rows = await this.prisma.pool.query<{ slice_index: string; value: string | null }>(
+      'SELECT slice_index, value FROM slice_results WHERE job_id = $1 AND slice_index > $2 AND deleted_at IS NULL ORDER BY slice_index LIMIT $3',
+      [jobId, after, limit],
+    );
+    return rows.rows.map((row) => ({ sliceIndex: Number(row.slice_index), value: row.value }));
+  }
+
+  /** Slices below `upTo` with no result (for the reconciler, bounded by `limit`). */
+  async missingSlices(jobId: string, upTo: number, limit: number): Promise<number[]> {
+    const rows = await this.prisma.pool.query<{ s: string }>(
+      `SELECT s FROM generate_series(0::bigint, $2::bigint - 1) AS s
+       WHERE NOT EXISTS (SELECT 1 FROM slice_results r WHERE r.job_id = $1 AND r.slice_index = s) LIMIT $3`,
+      [jobId, upTo, limit],
+    );
+    return rows.rows.map((row) => Number(row.s));
+  }
+
+  // ---------------------------------------------------------------- Compute API: pause/resume, owner queries
+
+  /** Moves a job from one run status to another (pause, resume); null when it was not in `from`. */
+  async changeRunStatus(jobId: string, from: RunStatus, to: RunStatus): Promise<JobStatus | null> {
+    const rows = await this.prisma.pool.query<JobRow>(`UPDATE jobs SET status = $3 WHERE id = $1 AND status = $2 RETURNING ${statusColumns}`, [jobId, from, to]);
+    const row = rows.rows[0];
+    return row ? toStatus(row, null) : null;
+  }
+
+  /** An owner's jobs created within [from, to], newest first (index jobs(owner, created_at)). */
+  async listByOwner(owner: string, from: Date | null, to: Date | null, limit: number): Promise<JobStatus[]> {
+    const rows = await this.prisma.pool.query<JobRow>(
+      `SELECT ${statusColumns} FROM jobs WHERE owner = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at <= $3)
+       ORDER BY created_at DESC LIMIT $4`,
+      [owner, from, to, limit],
+    );
+    return rows.rows.map((row) => toStatus(row, null));
+  }
+
+  /** What was deployed (compute.getJobInfo), without its status. */
+  async deployed(jobId: string): Promise<(Pick<JobSpec, 'work' | 'arguments' | 'inputSet' | 'requirements' | 'public' | 'slicePaymentOffer' | 'collateResults'> & { signature: string }) | null> {
+    const job = await this.prisma.job.findUnique({
+      where: { id: jobId },
+      select: { work: true, arguments: true, inputSet: true, requirements: true, public: true, slicePaymentOffer: true, collateResults: true, signature: true },
+    });
+    if (!job) return null;
+    return {
+      work: job.work,
+      arguments: job.arguments as unknown[],
+      inputSet: job.inputSet as JobSpec['inputSet'],
+      requirements: (job.requirements ?? {}) as Record<string, unknown>,
+      public: (job.public ?? {}) as JobPublic,
+      slicePaymentOffer: job.slicePaymentOffer.toFixed(),
+      collateResults: job.collateResults,
+      signature: job.signature,
+    };
+  }
+}
+
+function toStatus(row: JobRow, distributed: number | null): JobStatus {
+  const total = Number(row.total);
+  const computed = Number(row.computed);
+  return {
+    jobId: row.id,
+    owner: row.owner,
+    runStatus: row.status as RunStatus,
+    total,
+    distributed: Math.min(total, Math.max(distributed ?? 0, computed)),
+    computed,
+    errors: row.errors,
+    failure: row.failure_code
+      ? { code: row.failure_code, message: row.failure_message ?? '', ...(row.funds_required ? { fundsRequired: row.funds_required } : {}) }
+      : null,
+    payment: row.offer_units && row.offer_units !== '0'
+      ? { offerPerSlice: unitsToDcc(row.offer_units), escrowedSlices: Number(row.escrowed_slices), paid: row.paid_units }
+      : null,
+    public: (row.public ?? {}) as JobPublic,
+    createdAt: row.created_at.toISOString(),
+    finishedAt: row.finished_at ? row.finished_at.toISOString() : null,
+    meanSliceProfile: computed > 0 ? meanSliceProfileOf(row, computed) : null,
+  };
+}
+
+const msPerHour = 3_600_000;
+const bytesPerMByte = 1_000_000;
+
+/** spec meanSliceProfile from the job's sums: CPU is sandbox wall time (no GPU is measured yet). */
+function meanSliceProfileOf(row: JobRow, computed: number): SliceProfile {
+  return {
+    cpuHours: Number(row.elapsed_ms_total) / computed / msPerHour,
+    gpuHours: 0,
+    inputMBytes: Number(row.mean_input_bytes) / bytesPerMByte,
+    outputMBytes: Number(row.output_bytes_total) / computed / bytesPerMByte,
+  };
+}

@@ -1,0 +1,40 @@
+import { BigNumber } from 'bignumber.js';
+import { CommuneError, DCC_DECIMALS, ErrorCode } from '@commune/protocol';
+
+/** 10^18: DCC amounts travel as integers in the smallest unit. */
+const unit = new BigNumber(10).pow(DCC_DECIMALS);
+
+/** A DCC decimal string ("0.0001") as an integer string in the smallest unit; EINVAL past 18 decimals. */
+export function dccToUnits(dcc: string): string {
+  const value = new BigNumber(dcc);
+  if (!value.isFinite() || value.isNegative()) throw new CommuneError(ErrorCode.EINVAL, `not a DCC amount: ${dcc}`);
+  const units = value.times(unit);
+  if (!units.isInteger()) throw new CommuneError(ErrorCode.EINVAL, `${dcc} DCC has more than ${DCC_DECIMALS} decimals`);
+  return units.toFixed(0);
+}
+
+export function unitsToDcc(units: string): string {
+  return new BigNumber(units).div(unit).toFixed();
+}
+
+export interface PricingPolicy {
+  /** Market rate, smallest units per second of slice time on a reference core. */
+  marketRateUnitsPerSecond: string;
+  /** The least a slice is priced at (the market rate's floor for very short slices), smallest units. */
+  minimumSliceUnits: string;
+}
+
+/**
+ * What one accepted slice pays its worker: its measured cost (elapsed time) at the market rate,
+ * at least the floor, and never above the job's offer per slice.
+ */
+export function slicePayment(offerUnits: string, elapsedMs: number, policy: PricingPolicy): string {
+  const measured = new BigNumber(policy.marketRateUnitsPerSecond).times(Math.max(0, elapsedMs)).div(1000).integerValue(BigNumber.ROUND_CEIL);
+  const priced = BigNumber.max(measured, policy.minimumSliceUnits);
+  return BigNumber.min(priced, offerUnits).toFixed(0);
+}
+
+/** Escrow for the next `slices` slices at the job's offer (the most they can cost). */
+export function escrowFor(offerUnits: string, slices: number): string {
+  return new BigNumber(offerUnits).times(slices).toFixed(0);
+}

@@ -1,0 +1,47 @@
+import { Global, Inject, Injectable, Module, type OnApplicationShutdown } from '@nestjs/common';
+import type { ConnectionOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
+
+/**
+ * Redis connections. Redis holds only what can be rebuilt from Postgres (leases, ready queues,
+ * counters, socket.io adapter traffic): losing it pauses work, never loses a result.
+ */
+@Injectable()
+export class RedisConnections implements OnApplicationShutdown {
+  /** Commands (leases, queues). */
+  readonly command: Redis;
+  /** The socket.io adapter's publisher and subscriber. */
+  readonly publisher: Redis;
+  readonly subscriber: Redis;
+  readonly prefix: string;
+
+  constructor(@Inject(SCHEDULER_ENV) private readonly env: SchedulerEnv) {
+    this.prefix = env.REDIS_PREFIX;
+    this.command = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 20, enableAutoPipelining: true });
+    this.publisher = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 20 });
+    this.subscriber = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 20 });
+  }
+
+  /**
+   * Connection options for BullMQ, which then opens and closes its own connections (its blocking
+   * workers need maxRetriesPerRequest: null).
+   */
+  bullmqConnection(): ConnectionOptions {
+    return { url: this.env.REDIS_URL, maxRetriesPerRequest: null };
+  }
+
+  key(...parts: string[]): string {
+    return `${this.prefix}:${parts.join(':')}`;
+  }
+
+  /** After the socket.io server closed (it unsubscribes through these connections). */
+  async onApplicationShutdown(): Promise<void> {
+    // quit() lets replies in flight arrive; disconnect() would reject them.
+    await Promise.all([this.command, this.publisher, this.subscriber].map((connection) => connection.quit().catch(() => connection.disconnect())));
+  }
+}
+
+@Global()
+@Module({ providers: [RedisConnections], exports: [RedisConnections] })
+export class RedisModule {}

@@ -1,0 +1,36 @@
+import 'reflect-metadata';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NestFactory } from '@nestjs/core';
+import type { INestApplication } from '@nestjs/common';
+import { AppModule } from './app.module.js';
+import { loadSchedulerEnv, type SchedulerEnv } from './config/env.js';
+import { applyMigrations } from '@commune/migrator';
+import { PinoLogger } from '@commune/logging';
+import { RedisConnections } from './redis/redis.module.js';
+import { RedisIoAdapter } from './redis/redis-io.adapter.js';
+
+/** prisma/scheduler/migrations, found from src/ (tests) or dist/ (built). */
+export const migrationsDir = resolve(dirname(fileURLToPath(import.meta.url)), '../../../prisma/scheduler/migrations');
+
+export interface SchedulerApp {
+  app: INestApplication;
+  env: SchedulerEnv;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Migrates, builds and starts a scheduler replica. Used by main.ts and by integration tests. */
+export async function startScheduler(overrides: Partial<Record<keyof SchedulerEnv, string>> = {}): Promise<SchedulerApp> {
+  const env = loadSchedulerEnv({ ...process.env, ...overrides });
+  const logger = new PinoLogger('scheduler', env.LOG_LEVEL);
+  await applyMigrations({ databaseUrl: env.DATABASE_URL, schema: env.DATABASE_SCHEMA, migrationsDir, log: (line) => logger.log(line, 'Migrations') });
+  const app = await NestFactory.create(AppModule.forEnv(env), { logger, abortOnError: false });
+  const redis = app.get(RedisConnections);
+  app.useWebSocketAdapter(new RedisIoAdapter(app, redis.publisher, redis.subscriber, env.MAX_MESSAGE_BYTES, `${env.REDIS_PREFIX}:io`));
+  app.enableShutdownHooks();
+  await app.listen(env.PORT, env.HOST);
+  const address = app.getHttpServer().address() as { port: number };
+  const url = `http://127.0.0.1:${address.port}`;
+  return { app, env, url, close: () => app.close() };
+}

@@ -1,0 +1,157 @@
+import { Wallet, type Signer } from 'ethers';
+import { BigNumber } from 'bignumber.js';
+import { signPayload, type DeployReply, type JobEndEvent, type JobStatus, type Task, type TaskGrant } from '@commune/protocol';
+import { startBank, LedgerService, type BankApp } from '../../bank/src/index.js';
+import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
+import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
+import { signedDeploy } from '../../../test/support/signing.js';
+import { connectClient, connectWorker, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
+import { io } from 'socket.io-client';
+
+const units = (dcc: string) => new BigNumber(dcc).times('1e18').toFixed(0);
+
+/**
+ * Paid computation end to end against a real bank (same Postgres and Redis, its own schema):
+ * escrow on deploy, one payment per accepted slice, settlement in batches, the hold's rest
+ * released at the end, ENOFUNDS -> deposit -> resume.
+ */
+describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
+  const env = isolatedEnvironment({ SETTLEMENT_INTERVAL_MS: '100', ESCROW_SLICES: '4', MARKET_RATE_DCC_PER_SECOND: '1', MINIMUM_SLICE_PAYMENT_DCC: '0.01' });
+  const bankEnv = { ...env, DATABASE_SCHEMA: `${env.DATABASE_SCHEMA}_bank`, REDIS_PREFIX: `${env.REDIS_PREFIX}_bank`, BANK_SERVICE_TOKEN: 'test-service-token' };
+  let bank: BankApp;
+  let scheduler: SchedulerApp;
+  let ledger: LedgerService;
+  const sockets: Array<TestClientSocket | TestWorkerSocket> = [];
+  let minted = 0;
+
+  beforeAll(async () => {
+    bank = await startBank(bankEnv);
+    ledger = bank.app.get(LedgerService);
+    scheduler = await startScheduler({ ...env, BANK_URL: bank.url, BANK_SERVICE_TOKEN: 'test-service-token' });
+  }, 30_000);
+  afterAll(async () => {
+    for (const socket of sockets) socket.disconnect();
+    await scheduler?.close();
+    await bank?.close();
+    await dropIsolated(env);
+    await dropIsolated(bankEnv);
+  });
+
+  async function fund(address: string, dcc: string) {
+    await ledger.mint({ idempotencyKey: `test-mint-${minted++}-${Date.now()}`, to: address, amount: units(dcc) });
+  }
+  async function balance(address: string): Promise<string> {
+    const response = await fetch(`${bank.url}/accounts/${address}`);
+    return ((await response.json()) as { balance: string }).balance;
+  }
+  async function paidWorker(id: string, earnings: string): Promise<TestWorkerSocket> {
+    const socket: TestWorkerSocket = io(`${scheduler.url}/worker`, { transports: ['websocket'], forceNew: true, auth: { workerId: id, sandboxes: 1, earnings } });
+    await new Promise<void>((resolve, reject) => { socket.once('connect', () => resolve()); socket.once('connect_error', reject); });
+    sockets.push(socket);
+    return socket;
+  }
+  async function lease(worker: TestWorkerSocket, jobId: string, maxSlices: number): Promise<Task> {
+    return waitFor(`a task of ${jobId}`, async () => (await request<TaskGrant>(worker, 'task:request', { maxSlices })).tasks.find((t) => t.jobId === jobId));
+  }
+  async function complete(worker: TestWorkerSocket, task: Task, elapsedMs = 1) {
+    return request(worker, 'task:results', { taskId: task.taskId, jobId: task.jobId, outcomes: task.slices.map((s) => ({ sliceIndex: s.sliceIndex, status: 'ok', value: s.datum, elapsedMs })) });
+  }
+  async function action(client: TestClientSocket, owner: Signer, jobId: string, kind: 'cancel' | 'resume' | 'escrow', amount?: string) {
+    const body = { action: kind, jobId, nonce: `n_${kind}_${Date.now()}_${Math.random().toString(36).slice(2)}`, expiresAt: Date.now() + 60_000, ...(amount ? { amount } : {}) };
+    return request<{ ok: boolean; code?: string; status?: JobStatus }>(client, 'job:action', { request: body, signature: await signPayload(owner, body) });
+  }
+  async function ended(client: TestClientSocket, jobId: string): Promise<JobEndEvent> {
+    return new Promise((resolve) => client.on('job:end', (event) => event.jobId === jobId && resolve(event)));
+  }
+
+  it('pays each of n slices exactly once, even when a worker vanishes and its slices rerun elsewhere', async () => {
+    const owner = Wallet.createRandom();
+    const earningsA = Wallet.createRandom().address;
+    const earningsB = Wallet.createRandom().address;
+    await fund(owner.address, '100');
+    const client = await connectClient(scheduler.url);
+    sockets.push(client);
+    const reply = await request<DeployReply>(client, 'deploy', await signedDeploy(owner, { work: '(x) => x', slicePaymentOffer: '0.5', inputSet: { kind: 'range', range: { start: 0, end: 9 } } }));
+    if (!reply.ok) throw new Error(reply.message);
+    const end = ended(client, reply.jobId);
+    // Escrow covers ESCROW_SLICES (4) slices at a time: 4 x 0.5 DCC held from the owner.
+    await waitFor('the first escrow', async () => (await balance(owner.address)) === units('98'));
+    const workerA = await paidWorker('w_paid_a_0001', earningsA);
+    const first = await lease(workerA, reply.jobId, 3);
+    workerA.disconnect(); // killed: its 3 slices go back and run elsewhere
+    const workerB = await paidWorker('w_paid_b_0001', earningsB);
+    let done = 0;
+    while (done < 10) {
+      const task = await lease(workerB, reply.jobId, 10);
+      await complete(workerB, task, 100); // 0.1 s at 1 DCC/s = 0.1 DCC per slice, under the 0.5 offer
+      done += task.slices.length;
+    }
+    expect(first.slices).toHaveLength(3);
+    expect((await end).status.runStatus).toBe('finished');
+    // 10 slices x 0.1 DCC to B, nothing to A; the rest of the hold goes back to the owner.
+    await waitFor('settlement and release', async () => (await balance(earningsB)) === units('1') && (await balance(owner.address)) === units('99'), 15_000);
+    expect(await balance(earningsA)).toBe('0');
+    const status = (await (await fetch(`${scheduler.url}/jobs/${reply.jobId}`)).json()) as JobStatus;
+    expect(status.payment).toEqual({ offerPerSlice: '0.5', escrowedSlices: 10, paid: units('1') });
+  }, 30_000);
+
+  it('gives workers with no earnings account or a higher minimum wage no paid work', async () => {
+    const owner = Wallet.createRandom();
+    await fund(owner.address, '10');
+    const client = await connectClient(scheduler.url);
+    sockets.push(client);
+    const reply = await request<DeployReply>(client, 'deploy', await signedDeploy(owner, { work: '(x) => x', slicePaymentOffer: '0.2', inputSet: { kind: 'array', values: [1] } }));
+    if (!reply.ok) throw new Error(reply.message);
+    await waitFor('the escrow', async () => (await balance(owner.address)) === units('9.8'));
+    const unpaid = await connectWorker(scheduler.url, 'w_nopay_00001');
+    sockets.push(unpaid);
+    const greedy: TestWorkerSocket = io(`${scheduler.url}/worker`, { transports: ['websocket'], forceNew: true, auth: { workerId: 'w_greedy_0001', sandboxes: 1, earnings: Wallet.createRandom().address, minWage: '0.3' } });
+    sockets.push(greedy);
+    await new Promise<void>((resolve) => greedy.once('connect', () => resolve()));
+    expect((await request<TaskGrant>(unpaid, 'task:request', { maxSlices: 5 })).tasks.filter((t) => t.jobId === reply.jobId)).toEqual([]);
+    expect((await request<TaskGrant>(greedy, 'task:request', { maxSlices: 5 })).tasks.filter((t) => t.jobId === reply.jobId)).toEqual([]);
+    await action(client, owner, reply.jobId, 'cancel');
+  });
+
+  it('releases the rest of the hold when a job is cancelled', async () => {
+    const owner = Wallet.createRandom();
+    const earnings = Wallet.createRandom().address;
+    await fund(owner.address, '10');
+    const client = await connectClient(scheduler.url);
+    sockets.push(client);
+    const reply = await request<DeployReply>(client, 'deploy', await signedDeploy(owner, { work: '(x) => x', slicePaymentOffer: '1', inputSet: { kind: 'range', range: { start: 0, end: 99 } } }));
+    if (!reply.ok) throw new Error(reply.message);
+    await waitFor('the escrow of 4 slices', async () => (await balance(owner.address)) === units('6'));
+    const worker = await paidWorker('w_cancel_0001', earnings);
+    const task = await lease(worker, reply.jobId, 2);
+    await complete(worker, task, 250); // 2 slices x 0.25 DCC
+    expect(await action(client, owner, reply.jobId, 'cancel')).toMatchObject({ ok: true, status: { runStatus: 'cancelled' } });
+    await waitFor('payments and the release', async () => (await balance(earnings)) === units('0.5') && (await balance(owner.address)) === units('9.5'), 15_000);
+  });
+
+  it('pauses a job for ENOFUNDS, and a deposit then resume() completes it', async () => {
+    const owner = Wallet.createRandom();
+    const earnings = Wallet.createRandom().address;
+    await fund(owner.address, '1');
+    const client = await connectClient(scheduler.url);
+    sockets.push(client);
+    const statuses: JobStatus[] = [];
+    client.on('job:status', (status) => statuses.push(status));
+    const reply = await request<DeployReply>(client, 'deploy', await signedDeploy(owner, { work: '(x) => x', slicePaymentOffer: '0.5', inputSet: { kind: 'range', range: { start: 0, end: 2 } } }));
+    if (!reply.ok) throw new Error(reply.message);
+    // 3 slices x 0.5 = 1.5 DCC to escrow, the account has 1.
+    const paused = await waitFor('the ENOFUNDS status', () => statuses.find((s) => s.jobId === reply.jobId && s.runStatus === 'paused'));
+    expect(paused.failure).toMatchObject({ code: 'ENOFUNDS', fundsRequired: units('0.5') });
+    const worker = await paidWorker('w_funds_00001', earnings);
+    expect((await request<TaskGrant>(worker, 'task:request', { maxSlices: 5 })).tasks.filter((t) => t.jobId === reply.jobId)).toEqual([]);
+    expect(await action(client, owner, reply.jobId, 'resume')).toMatchObject({ ok: false, code: 'ENOFUNDS' });
+    await fund(owner.address, '1');
+    expect(await action(client, owner, reply.jobId, 'resume')).toMatchObject({ ok: true, status: { runStatus: 'running', failure: null } });
+    const end = ended(client, reply.jobId);
+    const task = await lease(worker, reply.jobId, 5);
+    await complete(worker, task, 10);
+    expect((await end).status.runStatus).toBe('finished');
+    // 3 slices at the 0.01 DCC floor; the rest of the 1.5 DCC hold comes back.
+    await waitFor('settlement and release', async () => (await balance(earnings)) === units('0.03') && (await balance(owner.address)) === units('1.97'), 15_000);
+  }, 30_000);
+});

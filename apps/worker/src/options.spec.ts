@@ -1,0 +1,139 @@
+import { describe, expect, it } from '@jest/globals';
+import { parseCommandLine, type OptionSources } from './options.js';
+
+const address = '0x52908400098527886e0f7030069857d2e4169ee7';
+const checksummed = '0x52908400098527886E0F7030069857D2E4169EE7';
+
+function sources(overrides: Partial<OptionSources> & { files?: Record<string, string> } = {}): OptionSources {
+  const files = overrides.files ?? {};
+  return {
+    env: overrides.env ?? {},
+    defaultSandboxes: overrides.defaultSandboxes ?? 6,
+    readFile:
+      overrides.readFile ??
+      ((path) => {
+        if (!(path in files)) throw new Error(`ENOENT: no such file, open '${path}'`);
+        return files[path];
+      }),
+  };
+}
+
+function run(argv: string[], from = sources()) {
+  const parsed = parseCommandLine(argv, from);
+  if (parsed.kind !== 'run') throw new Error(`expected options, got ${JSON.stringify(parsed)}`);
+  return parsed.options;
+}
+
+function error(argv: string[], from = sources()): string {
+  const parsed = parseCommandLine(argv, from);
+  if (parsed.kind !== 'error') throw new Error(`expected an error, got ${JSON.stringify(parsed)}`);
+  return parsed.message;
+}
+
+describe(parseCommandLine.name, () => {
+  it('uses the defaults: localhost:4000, the available parallelism, no earnings, any wage, no bank, human logs', () => {
+    expect(run([])).toEqual({ scheduler: 'http://localhost:4000', sandboxes: 6, minWage: '0', quiet: false, json: false });
+  });
+
+  it('takes the scheduler from COMMUNE_SCHEDULER_URL when no flag or file names one', () => {
+    expect(run([], sources({ env: { COMMUNE_SCHEDULER_URL: 'https://scheduler.example/' } })).scheduler).toBe('https://scheduler.example');
+  });
+
+  it('reads every flag', () => {
+    expect(
+      run(['--scheduler', 'http://10.0.0.1:4000', '--sandboxes', '3', '--earnings', address, '--min-wage', '0.0001', '--bank', 'http://10.0.0.1:4100/', '--quiet', '--json']),
+    ).toEqual({
+      scheduler: 'http://10.0.0.1:4000',
+      sandboxes: 3,
+      earnings: checksummed,
+      minWage: '0.0001',
+      bank: 'http://10.0.0.1:4100',
+      quiet: true,
+      json: true,
+    });
+  });
+
+  it('normalises --min-wage to a DCC decimal string with at most 18 decimals', () => {
+    expect(run(['--min-wage', '0.50']).minWage).toBe('0.5');
+    expect(run(['--min-wage', '007']).minWage).toBe('7');
+    expect(run(['--min-wage', '0.000000000000000001']).minWage).toBe('0.000000000000000001');
+    expect(run(['--min-wage', '0.000']).minWage).toBe('0');
+  });
+
+  it('takes the bank from COMMUNE_BANK_URL when no flag or file names one', () => {
+    expect(run([], sources({ env: { COMMUNE_BANK_URL: 'https://bank.example/' } })).bank).toBe('https://bank.example');
+    expect(run([], sources({ env: { COMMUNE_BANK_URL: '' } })).bank).toBeUndefined();
+    expect(run(['--bank', 'http://flag:4100'], sources({ env: { COMMUNE_BANK_URL: 'https://bank.example/' } })).bank).toBe('http://flag:4100');
+  });
+
+  it('answers -h and --help with the usage text', () => {
+    for (const flag of ['-h', '--help']) {
+      const parsed = parseCommandLine([flag], sources());
+      expect(parsed.kind).toBe('help');
+      if (parsed.kind === 'help') expect(parsed.text).toMatch(/--sandboxes N .*default: 6/);
+    }
+  });
+
+  it('reads a config file, which flags override and which overrides the environment', () => {
+    const file = JSON.stringify({ scheduler: 'http://file:4000', sandboxes: 4, earnings: address, minWage: '0.002', bank: 'http://file:4100', quiet: true });
+    const from = sources({ files: { '/etc/worker.json': file }, env: { COMMUNE_SCHEDULER_URL: 'http://env:4000', COMMUNE_BANK_URL: 'http://env:4100' } });
+    expect(run(['--config', '/etc/worker.json'], from)).toEqual({
+      scheduler: 'http://file:4000',
+      sandboxes: 4,
+      earnings: checksummed,
+      minWage: '0.002',
+      bank: 'http://file:4100',
+      quiet: true,
+      json: false,
+    });
+    expect(run(['--config', '/etc/worker.json', '--sandboxes', '1', '--scheduler', 'http://flag:4000', '--min-wage', '1', '--bank', 'https://flag:4100'], from)).toMatchObject({
+      scheduler: 'http://flag:4000',
+      sandboxes: 1,
+      minWage: '1',
+      bank: 'https://flag:4100',
+    });
+  });
+
+  it('takes minWage in a config file as a string or a JSON number', () => {
+    const from = sources({ files: { 'n.json': JSON.stringify({ minWage: 0.25 }), 's.json': JSON.stringify({ minWage: '1.10' }) } });
+    expect(run(['--config', 'n.json'], from).minWage).toBe('0.25');
+    expect(run(['--config', 's.json'], from).minWage).toBe('1.1');
+  });
+
+  it.each([
+    [['--sandboxes', '0'], /--sandboxes 0/],
+    [['--sandboxes', 'two'], /--sandboxes two/],
+    [['--sandboxes', '1.5'], /--sandboxes 1.5/],
+    [['--sandboxes', '5000'], /from 1 to 1024/],
+    [['--earnings', '0x1234'], /not an Ethereum address/],
+    [['--min-wage=-1'], /--min-wage -1: must be an amount of DCC/],
+    [['--min-wage', 'lots'], /--min-wage lots/],
+    [['--min-wage', '1e-3'], /--min-wage 1e-3/],
+    [['--min-wage', '.5'], /--min-wage .5/],
+    [['--min-wage', '0.0000000000000000001'], /at most 18 decimals/],
+    [['--bank', 'ftp://bank'], /--bank ftp:\/\/bank: must be an http\(s\) URL/],
+    [['--bank', 'nowhere'], /--bank nowhere/],
+    [['--scheduler', 'ftp://x'], /http\(s\) or ws\(s\)/],
+    [['--scheduler', 'not a url'], /--scheduler/],
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['positional'], /positional/i],
+  ])('refuses %j', (argv, message) => {
+    expect(error(argv)).toMatch(message);
+  });
+
+  it('refuses config files that are missing, not JSON, or have unknown or bad keys', () => {
+    const from = sources({
+      files: {
+        'broken.json': '{ nope',
+        'typo.json': JSON.stringify({ sandbox: 2 }),
+        'bad.json': JSON.stringify({ sandboxes: -1, earnings: 'x' }),
+        'money.json': JSON.stringify({ minWage: -1, bank: 'ws://bank' }),
+      },
+    });
+    expect(error(['--config', 'missing.json'], from)).toMatch(/cannot read config file missing.json/);
+    expect(error(['--config', 'broken.json'], from)).toMatch(/broken.json is not JSON/);
+    expect(error(['--config', 'typo.json'], from)).toMatch(/typo.json.*sandbox/);
+    expect(error(['--config', 'bad.json'], from)).toMatch(/sandboxes.*earnings|earnings.*sandboxes/);
+    expect(error(['--config', 'money.json'], from)).toMatch(/minWage.*bank/);
+  });
+});

@@ -1,0 +1,428 @@
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { newId, type SliceOutcome, type Task, type TaskResults, type TaskReturn, type WorkerEvents } from '@commune/protocol';
+import { SandboxPool, workHashOf } from '@commune/sandbox';
+import { Earnings } from './earnings.js';
+import { createLogger, type LogLevel } from './log.js';
+import { Supervisor, type SupervisorTiming, type WorkerSocket } from './supervisor.js';
+
+type Responder = (payload: never) => unknown;
+
+/**
+ * Stands in for the socket.io client and the scheduler behind it: records what the worker
+ * sends, answers acknowledgements with `responders`, and lets a test fire server events.
+ */
+class FakeSocket {
+  connected = false;
+  active = true;
+  readonly sent: Array<{ event: string; payload: unknown; at: number }> = [];
+  readonly responders: Record<string, Responder> = {};
+  private readonly listeners = new Map<string, Array<(...args: never[]) => void>>();
+  /** Tasks handed out by the default task:request responder, in order. */
+  readonly offered: Task[] = [];
+
+  constructor() {
+    this.responders['task:request'] = (request: { maxSlices: number }) => {
+      const tasks: Task[] = [];
+      let slices = 0;
+      while (this.offered.length > 0 && (tasks.length === 0 || slices + this.offered[0].slices.length <= request.maxSlices)) {
+        const task = this.offered.shift()!;
+        slices += task.slices.length;
+        tasks.push(task);
+      }
+      return { tasks };
+    };
+    this.responders['task:results'] = (results: TaskResults) => ({ ok: true, accepted: results.outcomes.map((o) => o.sliceIndex), refused: [] });
+    this.responders['task:return'] = (request: TaskReturn) => ({ ok: true, returned: request.sliceIndexes.length });
+  }
+
+  on(event: string, listener: (...args: never[]) => void): this {
+    const list = this.listeners.get(event) ?? [];
+    list.push(listener);
+    this.listeners.set(event, list);
+    return this;
+  }
+
+  emit(event: string, payload: unknown): this {
+    this.sent.push({ event, payload, at: performance.now() });
+    return this;
+  }
+
+  timeout(ms: number) {
+    return {
+      emitWithAck: (event: string, payload: unknown): Promise<unknown> => {
+        this.sent.push({ event, payload, at: performance.now() });
+        const responder = this.responders[event];
+        if (!this.connected || responder === undefined) {
+          return new Promise((_, reject) => setTimeout(() => reject(new Error('operation has timed out')), ms));
+        }
+        return new Promise((resolve) => setImmediate(() => resolve(responder(payload as never))));
+      },
+    };
+  }
+
+  connect(): this {
+    if (!this.connected) {
+      this.connected = true;
+      setImmediate(() => this.fire('connect'));
+    }
+    return this;
+  }
+
+  disconnect(): this {
+    if (this.connected) {
+      this.connected = false;
+      this.fire('disconnect', 'io client disconnect');
+    }
+    return this;
+  }
+
+  /** The connection dropped (the worker did not ask for it). */
+  drop(reason = 'transport close'): void {
+    this.connected = false;
+    this.fire('disconnect', reason);
+  }
+
+  fire(event: string, ...args: unknown[]): void {
+    for (const listener of this.listeners.get(event) ?? []) listener(...(args as never[]));
+  }
+
+  sentOf<T = unknown>(event: string): T[] {
+    return this.sent.filter((message) => message.event === event).map((message) => message.payload as T);
+  }
+
+  asSocket(): WorkerSocket {
+    return this as unknown as WorkerSocket;
+  }
+}
+
+function makeTask(work: string, sliceIndexes: number[], overrides: Partial<Task> = {}): Task {
+  return {
+    taskId: newId('t'),
+    jobId: overrides.jobId ?? newId('j'),
+    workHash: workHashOf(work),
+    work,
+    arguments: [],
+    public: { name: 'test job' },
+    slices: sliceIndexes.map((sliceIndex) => ({ sliceIndex, datum: sliceIndex })),
+    leaseDeadline: Date.now() + 60_000,
+    progressTimeoutMs: 30_000,
+    sliceTimeLimitMs: 300_000,
+    spreadDatum: false,
+    ...overrides,
+  };
+}
+
+async function waitUntil(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`gave up after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function outcomesOf(socket: FakeSocket, taskId?: string): SliceOutcome[] {
+  return socket
+    .sentOf<TaskResults>('task:results')
+    .filter((results) => taskId === undefined || results.taskId === taskId)
+    .flatMap((results) => results.outcomes);
+}
+
+const slow = (ms: number) => `function (x) { const end = Date.now() + ${ms}; while (Date.now() < end) progress(); return x; }`;
+
+describe(Supervisor.name, () => {
+  let cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const step of cleanup.reverse()) await step();
+    cleanup = [];
+  });
+
+  function setup(options: { sandboxes?: number; timing?: Partial<SupervisorTiming>; earnings?: Earnings } = {}) {
+    const socket = new FakeSocket();
+    const pool = new SandboxPool(options.sandboxes ?? 1);
+    const lines: Array<{ level: LogLevel; line: string }> = [];
+    const log = createLogger({ verbose: true, write: (line, level) => lines.push({ level, line }) });
+    const supervisor = new Supervisor({
+      socket: socket.asSocket(),
+      pool,
+      log,
+      schedulerUrl: 'http://scheduler.test',
+      workerId: 'w_testworker01',
+      timing: { summaryMs: 60_000, pollMs: 60_000, ackTimeoutMs: 500, ...options.timing },
+      earnings: options.earnings,
+    });
+    cleanup.push(async () => {
+      await supervisor.stop();
+      await pool.close();
+    });
+    const logged = (pattern: RegExp, level?: LogLevel) => lines.some((entry) => pattern.test(entry.line) && (level === undefined || entry.level === level));
+    return { socket, pool, supervisor, lines, logged };
+  }
+
+  describe('earnings (--bank with --earnings)', () => {
+    const earningsAddress = '0x52908400098527886E0F7030069857D2E4169EE7';
+    /** An earnings account whose balance (DCC) the bank gives as `balances`, one per request (the last one repeats). */
+    function bankWith(...balances: string[]) {
+      const requested: string[] = [];
+      const fakeFetch = async (input: string | URL | Request) => {
+        requested.push(String(input));
+        const balance = balances.length > 1 ? balances.shift()! : balances[0]!;
+        const units = (BigInt(Math.round(Number(balance) * 1e6)) * 10n ** 12n).toString();
+        return new Response(JSON.stringify({ address: earningsAddress, balance: units }), { status: 200 });
+      };
+      const earnings = new Earnings({ bank: 'http://bank.test:4100', address: earningsAddress, fetch: fakeFetch as typeof fetch, minIntervalMs: 0 });
+      return { earnings, requested };
+    }
+
+    it('shows the balance at start and, with the change since start, in the summary line', async () => {
+      const { earnings, requested } = bankWith('1.5', '2');
+      const { socket, supervisor, lines, logged } = setup({ earnings, timing: { summaryMs: 100 } });
+      socket.offered.push(makeTask(slow(400), [0]));
+      supervisor.start();
+      await waitUntil(() => logged(/earnings account/), 2000, 'the starting balance');
+      expect(logged(new RegExp(`earnings account ${earningsAddress}: 1.5 DCC \\(bank http://bank.test:4100\\)`), 'info')).toBe(true);
+      await waitUntil(() => logged(/slices done.*; earnings/), 3000, 'a summary with earnings');
+      const summary = lines.find((entry) => /slices done.*; earnings/.test(entry.line))!.line;
+      expect(summary).toMatch(/\d+ slices done \(0 errors\), \d+ slices\/s, .* tasks; earnings 2 DCC \(\+0.5 since start\)$/);
+      expect(requested[0]).toBe(`http://bank.test:4100/accounts/${earningsAddress}`);
+      await supervisor.stop();
+      expect(logged(/done: 1 slices .*; earnings 2 DCC \(\+0.5 since start\)/)).toBe(true);
+    });
+
+    it('says when the earnings change while the worker is idle (payments settle after the work), once per change', async () => {
+      const { earnings } = bankWith('1', '1', '3');
+      const { supervisor, lines } = setup({ earnings, timing: { summaryMs: 50 } });
+      supervisor.start();
+      await waitUntil(() => lines.some((entry) => /^\S+ INFO  earnings 3 DCC \(\+2 since start\)$/.test(entry.line)), 3000, 'the change to be logged');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(lines.filter((entry) => / earnings \d/.test(entry.line)).map((entry) => entry.line.replace(/^\S+ INFO  /, ''))).toEqual(['earnings 3 DCC (+2 since start)']);
+    });
+
+    it('warns when the bank cannot be read at start, and keeps working', async () => {
+      const earnings = new Earnings({ bank: 'http://bank.test:4100', address: earningsAddress, fetch: (async () => { throw new TypeError('fetch failed'); }) as typeof fetch });
+      const { socket, supervisor, logged } = setup({ earnings });
+      socket.offered.push(makeTask('(x) => (progress(1), x)', [0]));
+      supervisor.start();
+      await waitUntil(() => supervisor.stats.tasksFinished === 1, 5000, 'the task');
+      expect(logged(new RegExp(`cannot read the earnings account ${earningsAddress} at http://bank.test:4100: fetch failed`), 'warn')).toBe(true);
+    });
+  });
+
+  it('asks for work on connect, runs each task and sends its outcomes', async () => {
+    const { socket, supervisor, logged } = setup({ sandboxes: 2 });
+    const work = '(x, k) => (progress(1), x * k)';
+    const first = makeTask(work, [0, 1, 2], { arguments: [10] });
+    // The scheduler sends the source only once per connection.
+    const second = makeTask(work, [3, 4], { jobId: first.jobId, arguments: [10], work: undefined });
+    socket.offered.push(first, second);
+    supervisor.start();
+    await waitUntil(() => supervisor.stats.tasksFinished === 2, 5000, 'both tasks to finish');
+
+    expect(socket.sentOf('task:request')[0]).toEqual({ maxSlices: expect.any(Number) });
+    const outcomes = outcomesOf(socket);
+    expect(outcomes.map((o) => o.sliceIndex).sort()).toEqual([0, 1, 2, 3, 4]);
+    for (const outcome of outcomes) expect(outcome).toMatchObject({ status: 'ok', value: outcome.sliceIndex * 10 });
+    expect(outcomesOf(socket, second.taskId).map((o) => o.sliceIndex).sort()).toEqual([3, 4]);
+    for (const results of socket.sentOf<TaskResults>('task:results')) expect(results.jobId).toBe(first.jobId);
+    expect(supervisor.stats).toMatchObject({ slicesOk: 5, slicesFailed: 0, accepted: 5, refused: 0 });
+    expect(logged(/connected to http:\/\/scheduler\.test as w_testworker01/)).toBe(true);
+    expect(logged(new RegExp(`task ${first.taskId}: job ${first.jobId} "test job", 3 slices`))).toBe(true);
+    expect(logged(new RegExp(`task ${second.taskId} finished in [\\d.]+ s: 2 ok, 0 errors; 2 accepted, 0 refused`))).toBe(true);
+  });
+
+  it('spreads each datum into the work function when the task says spreadDatum (multi-range jobs), and only then', async () => {
+    const { socket, supervisor } = setup();
+    const work = '(i, j, k) => (progress(1), [i, j, k])';
+    const spread = makeTask(work, [0, 1], { spreadDatum: true, arguments: ['k'] });
+    spread.slices = [{ sliceIndex: 0, datum: [1, 3] }, { sliceIndex: 1, datum: [2, 5] }];
+    const plain = makeTask(work, [0], { arguments: ['k'] });
+    plain.slices = [{ sliceIndex: 0, datum: [1, 3] }];
+    socket.offered.push(spread, plain);
+    supervisor.start();
+    await waitUntil(() => supervisor.stats.tasksFinished === 2, 5000, 'both tasks to finish');
+    expect(outcomesOf(socket, spread.taskId).map((o) => (o.status === 'ok' ? o.value : o.error)).sort()).toEqual([[1, 3, 'k'], [2, 5, 'k']]);
+    expect(outcomesOf(socket, plain.taskId)).toMatchObject([{ status: 'ok', value: [[1, 3], 'k', null] }]);
+  });
+
+  it('reports slice errors and refused results', async () => {
+    const { socket, supervisor, logged } = setup();
+    socket.responders['task:results'] = (results: TaskResults) => ({
+      ok: true,
+      accepted: results.outcomes.filter((o) => o.sliceIndex !== 1).map((o) => o.sliceIndex),
+      refused: results.outcomes.filter((o) => o.sliceIndex === 1).map((o) => ({ sliceIndex: o.sliceIndex, code: 'EDUPLICATE' })),
+    });
+    const task = makeTask('(x) => { if (x === 2) throw new Error("two"); return x; }', [0, 1, 2]);
+    socket.offered.push(task);
+    supervisor.start();
+    await waitUntil(() => supervisor.stats.tasksFinished === 1, 5000, 'the task to finish');
+    expect(logged(/slice 2 failed: EWORKFUNCTION: two/, 'warn')).toBe(true);
+    expect(logged(/2 ok, 1 errors; 2 accepted, 1 refused \(1 EDUPLICATE\)/)).toBe(true);
+  });
+
+  it('sends results in batches of at most maxOutcomesPerMessage', async () => {
+    const { socket, supervisor } = setup({ sandboxes: 2, timing: { maxOutcomesPerMessage: 300 } });
+    const work = '(x) => x';
+    const big = makeTask(work, Array.from({ length: 1000 }, (_, i) => i));
+    const small = makeTask(work, Array.from({ length: 200 }, (_, i) => 1000 + i), { jobId: big.jobId, work: undefined });
+    socket.offered.push(big, small);
+    supervisor.start();
+    await waitUntil(() => supervisor.stats.tasksFinished === 2, 10_000, 'both tasks to finish');
+    const messages = socket.sentOf<TaskResults>('task:results');
+    for (const message of messages) expect(message.outcomes.length).toBeLessThanOrEqual(300);
+    const indexes = messages.flatMap((message) => message.outcomes.map((o) => o.sliceIndex));
+    expect(new Set(indexes).size).toBe(1200);
+    expect(indexes).toHaveLength(1200);
+  });
+
+  it('sends console and custom events in batches per job', async () => {
+    const { socket, supervisor } = setup();
+    const task = makeTask('(x) => { console.log("slice", x); console.log("slice", x); work.emit("seen", { x }); return x; }', [0, 1]);
+    socket.offered.push(task);
+    supervisor.start();
+    await waitUntil(() => socket.sentOf<WorkerEvents>('task:events').length > 0 && supervisor.stats.tasksFinished === 1, 5000, 'events');
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    const events = socket.sentOf<WorkerEvents>('task:events');
+    expect(events.every((e) => e.jobId === task.jobId)).toBe(true);
+    expect(events.flatMap((e) => e.console)).toEqual([
+      { sliceIndex: 0, level: 'log', message: 'slice 0' },
+      { sliceIndex: 0, level: 'log', message: 'slice 0', same: 1 },
+      { sliceIndex: 1, level: 'log', message: 'slice 1' },
+      { sliceIndex: 1, level: 'log', message: 'slice 1', same: 1 },
+    ]);
+    expect(events.flatMap((e) => e.custom)).toEqual([
+      { sliceIndex: 0, event: 'seen', value: { x: 0 } },
+      { sliceIndex: 1, event: 'seen', value: { x: 1 } },
+    ]);
+  });
+
+  it('sends a slice\'s events before its result', async () => {
+    const { socket, supervisor } = setup({ timing: { eventFlushMs: 5_000 } });
+    const task = makeTask('(x) => { progress(1); console.log("slice", x); return x * x; }', [0, 1, 2]);
+    socket.offered.push(task);
+    supervisor.start();
+    await waitUntil(() => supervisor.stats.tasksFinished === 1, 5000, 'the task to finish');
+    const order = socket.sent.filter((m) => m.event === 'task:events' || m.event === 'task:results');
+    const seenEvents = new Set<number>();
+    for (const message of order) {
+      if (message.event === 'task:events') for (const entry of (message.payload as WorkerEvents).console) seenEvents.add(entry.sliceIndex);
+      else for (const outcome of (message.payload as TaskResults).outcomes) expect(seenEvents.has(outcome.sliceIndex)).toBe(true);
+    }
+    expect(seenEvents.size).toBe(3);
+  });
+
+  it('after an empty grant asks again on work:available, or after pollMs', async () => {
+    const hinted = setup({ timing: { pollMs: 60_000 } });
+    hinted.supervisor.start();
+    await waitUntil(() => hinted.socket.sentOf('task:request').length === 1, 2000, 'the first request');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(hinted.socket.sentOf('task:request')).toHaveLength(1);
+    hinted.socket.fire('work:available');
+    await waitUntil(() => hinted.socket.sentOf('task:request').length === 2, 2000, 'a request after the hint');
+
+    const polling = setup({ timing: { pollMs: 30 } });
+    polling.supervisor.start();
+    await waitUntil(() => polling.socket.sentOf('task:request').length >= 3, 2000, 'three polls');
+  });
+
+  it('gives back a task whose work function was neither sent nor cached, or does not match its hash', async () => {
+    const { socket, supervisor, logged } = setup();
+    const missing = makeTask('(x) => x', [5, 6], { work: undefined });
+    const mismatched = makeTask('(x) => x', [7], { work: '(x) => x + 1' });
+    socket.offered.push(missing, mismatched);
+    supervisor.start();
+    await waitUntil(() => socket.sentOf('task:return').length === 2, 2000, 'two returns');
+    expect(socket.sentOf<TaskReturn>('task:return')).toEqual([
+      { taskId: missing.taskId, jobId: missing.jobId, sliceIndexes: [5, 6] },
+      { taskId: mismatched.taskId, jobId: mismatched.jobId, sliceIndexes: [7] },
+    ]);
+    expect(logged(/no work function for hash/, 'error')).toBe(true);
+    expect(logged(/does not match its hash/, 'error')).toBe(true);
+    expect(outcomesOf(socket)).toEqual([]);
+  });
+
+  it('logs and ignores malformed messages, giving back malformed tasks it can identify', async () => {
+    const { socket, supervisor, logged } = setup({ timing: { pollMs: 30 } });
+    const good = makeTask('(x) => x', [1]);
+    const { workHash: _dropped, ...withoutHash } = makeTask('(x) => x', [2, 3]);
+    let calls = 0;
+    socket.responders['task:request'] = () => {
+      calls++;
+      if (calls === 1) return { tasks: 'not a list' };
+      if (calls === 2) return { tasks: [{ taskId: 'nonsense' }, withoutHash, good] };
+      return { tasks: [] };
+    };
+    supervisor.start();
+    await waitUntil(() => supervisor.stats.tasksFinished === 1 && socket.sentOf('task:return').length === 1, 3000, 'the good task and one return');
+    socket.fire('job:stop', { jobId: 42 });
+    expect(logged(/ignored a malformed task grant/, 'warn')).toBe(true);
+    expect(logged(/ignored a malformed task:/, 'warn')).toBe(true);
+    expect(logged(/ignored a malformed job:stop/, 'warn')).toBe(true);
+    expect(socket.sentOf<TaskReturn>('task:return')[0]).toEqual({ taskId: withoutHash.taskId, jobId: withoutHash.jobId, sliceIndexes: [2, 3] });
+    expect(outcomesOf(socket).map((o) => o.sliceIndex)).toEqual([1]);
+  });
+
+  it('stops a job on job:stop: its slices are cancelled and no results are sent', async () => {
+    const { socket, supervisor, pool, logged } = setup({ sandboxes: 2 });
+    const task = makeTask('function () { for (;;) progress(); }', [0, 1, 2, 3]);
+    socket.offered.push(task);
+    supervisor.start();
+    await waitUntil(() => pool.pending === 4, 2000, 'the task to be running');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.fire('job:stop', { jobId: task.jobId });
+    await waitUntil(() => pool.pending === 0 && supervisor.activeTasks === 0, 2000, 'the slices to stop');
+    expect(socket.sentOf('task:results')).toEqual([]);
+    expect(logged(new RegExp(`job ${task.jobId} was stopped by the scheduler; dropped 4 unfinished slices`))).toBe(true);
+  });
+
+  it('on disconnect drops the connection\'s tasks and their results, and asks for work again after reconnecting', async () => {
+    const { socket, supervisor, pool, logged } = setup();
+    const task = makeTask(slow(40), Array.from({ length: 20 }, (_, i) => i));
+    socket.offered.push(task);
+    supervisor.start();
+    await waitUntil(() => outcomesOf(socket).length >= 2, 3000, 'some results');
+    const requestsBefore = socket.sentOf('task:request').length;
+    socket.drop('transport close');
+    const droppedAt = performance.now();
+    await waitUntil(() => pool.pending === 0, 2000, 'the pool to empty');
+    expect(logged(/disconnected from the scheduler \(transport close\); dropped \d+ unfinished slices/, 'warn')).toBe(true);
+    socket.responders['task:request'] = () => ({ tasks: [] });
+    socket.connect();
+    await waitUntil(() => socket.sentOf('task:request').length > requestsBefore, 2000, 'a request on the new connection');
+    expect(socket.sent.filter((m) => m.event === 'task:results' && m.at > droppedAt)).toEqual([]);
+    expect(supervisor.activeTasks).toBe(0);
+  });
+
+  it('on stop gives back unstarted slices, lets running ones finish and sends their results', async () => {
+    const { socket, supervisor } = setup({ sandboxes: 1 });
+    const task = makeTask(slow(60), [0, 1, 2, 3, 4, 5]);
+    socket.offered.push(task);
+    supervisor.start();
+    await waitUntil(() => outcomesOf(socket).length >= 1, 3000, 'the first result');
+    const requests = socket.sentOf('task:request').length;
+    await supervisor.stop();
+
+    const returned = socket.sentOf<TaskReturn>('task:return').flatMap((r) => r.sliceIndexes);
+    const resulted = outcomesOf(socket).map((o) => o.sliceIndex);
+    expect(returned.length).toBeGreaterThan(0);
+    expect([...returned, ...resulted].sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(outcomesOf(socket).every((o) => o.status === 'ok')).toBe(true);
+    expect(socket.sentOf('task:request')).toHaveLength(requests);
+    expect(socket.connected).toBe(false);
+    expect(supervisor.stats.returned).toBe(returned.length);
+  });
+
+  it('on stop stops slices that outlast drainTimeoutMs and gives them back', async () => {
+    const { socket, supervisor, pool, logged } = setup({ sandboxes: 2, timing: { drainTimeoutMs: 200 } });
+    const task = makeTask('function () { for (;;) progress(); }', [0, 1, 2]);
+    socket.offered.push(task);
+    supervisor.start();
+    await waitUntil(() => pool.pending === 3, 2000, 'the task to be running');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const started = Date.now();
+    await supervisor.stop();
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(socket.sentOf<TaskReturn>('task:return').flatMap((r) => r.sliceIndexes).sort()).toEqual([0, 1, 2]);
+    expect(outcomesOf(socket)).toEqual([]);
+    expect(pool.pending).toBe(0);
+    expect(logged(/did not finish within 200 ms/, 'warn')).toBe(true);
+  });
+});

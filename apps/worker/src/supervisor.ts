@@ -1,0 +1,925 @@
+import type { Socket } from 'socket.io-client';
+import { z } from 'zod';
+import {
+  JobStopEventSchema,
+  ErrorReplySchema,
+  JobIdSchema,
+  Limits,
+  SliceIndexSchema,
+  TaskIdSchema,
+  TaskResultsAckSchema,
+  TaskSchema,
+  type ConsoleEntry,
+  type CustomEvent,
+  type SchedulerToWorkerEvents,
+  type SliceOutcome,
+  type Task,
+  type WorkerToSchedulerEvents,
+} from '@commune/protocol';
+import { workHashOf, type SandboxJob, type SandboxPool } from '@commune/sandbox';
+import { describeEarnings, type EarningsSnapshot, type EarningsSource } from './earnings.js';
+import type { Logger } from './log.js';
+
+/** The worker's end of the `/worker` namespace. */
+export type WorkerSocket = Socket<SchedulerToWorkerEvents, WorkerToSchedulerEvents>;
+/** What the supervisor needs of a SandboxPool. */
+export type WorkerPool = Pick<SandboxPool, 'size' | 'pending' | 'run' | 'withdraw' | 'cancelJob'>;
+
+export interface SupervisorTiming {
+  /** Outcomes wait at most this long before they are sent... */
+  resultFlushMs: number;
+  /** ...or until this many of one task have gathered. */
+  maxOutcomesPerMessage: number;
+  /** Console and custom events are sent in batches this often. */
+  eventFlushMs: number;
+  /** After an empty grant, ask again this long later unless 'work:available' comes first. */
+  pollMs: number;
+  /** The one-line summary comes this often (when there was work). */
+  summaryMs: number;
+  /** Longest wait for the scheduler to acknowledge a message. */
+  ackTimeoutMs: number;
+  /** On shutdown, running slices get this long to finish before they are stopped and returned. */
+  drainTimeoutMs: number;
+  /** On shutdown, returned slices and then the last results each get this long to be acknowledged. */
+  flushTimeoutMs: number;
+  /** First wait before reconnecting when socket.io will not (the scheduler closed the connection or refused the hello); doubles up to 30 s. */
+  reconnectDelayMs: number;
+  /** The pool is kept fed with about this many seconds of work (at least 2 slices per sandbox). */
+  bufferSeconds: number;
+}
+
+export const defaultTiming: SupervisorTiming = {
+  resultFlushMs: 10,
+  maxOutcomesPerMessage: 500,
+  eventFlushMs: 50,
+  pollMs: 1000,
+  summaryMs: 10_000,
+  ackTimeoutMs: 10_000,
+  drainTimeoutMs: 20_000,
+  flushTimeoutMs: 3_000,
+  reconnectDelayMs: 1000,
+  bufferSeconds: 1,
+};
+
+export interface SupervisorOptions {
+  socket: WorkerSocket;
+  pool: WorkerPool;
+  log: Logger;
+  /** For log lines only. */
+  schedulerUrl: string;
+  workerId: string;
+  timing?: Partial<SupervisorTiming>;
+  /** The earnings account at the bank (--bank with --earnings): shown in the summary line. */
+  earnings?: EarningsSource;
+}
+
+export interface SupervisorStats {
+  tasksFinished: number;
+  slicesOk: number;
+  slicesFailed: number;
+  accepted: number;
+  refused: number;
+  returned: number;
+}
+
+/** Largest task:request. */
+const maxRequestSlices = Limits.maxSlicesPerTask * 16;
+/** Slices buffered per sandbox at most: a few of the pool's largest chunks. */
+const maxBufferedSlicesPerSandbox = 4 * 256;
+/** Results messages awaiting an acknowledgement before the worker stops asking for more work. */
+const maxSendsInFlight = 64;
+/** Attempts at sending one batch of results while the connection stays up. */
+const maxResultAttempts = 3;
+/** Console + custom events buffered per job between flushes; the rest are counted and dropped. */
+const maxBufferedEventsPerJob = 10_000;
+/** Characters of console + custom events buffered per job between flushes. */
+const maxBufferedEventCharsPerJob = 4 * 1024 * 1024;
+/** Work sources remembered by hash (the scheduler sends each only once per connection). */
+const maxCachedWorkSources = 64;
+const maxReconnectDelayMs = 30_000;
+
+const GrantReplySchema = z.union([ErrorReplySchema, z.object({ tasks: z.array(z.unknown()) })]);
+const ResultsReplySchema = z.union([ErrorReplySchema, TaskResultsAckSchema.extend({ ok: z.literal(true) })]);
+const ReturnReplySchema = z.union([ErrorReplySchema, z.object({ ok: z.literal(true), returned: z.number() })]);
+/** Enough of a malformed task to give its slices back. */
+const ReturnableTaskSchema = z.object({
+  taskId: TaskIdSchema,
+  jobId: JobIdSchema,
+  slices: z.array(z.object({ sliceIndex: SliceIndexSchema })).min(1).max(Limits.maxSlicesPerTask),
+});
+
+interface ActiveTask {
+  readonly task: Task;
+  readonly job: SandboxJob;
+  readonly connection: number;
+  readonly startedAt: number;
+  /** Slices without an outcome that were not given back. */
+  readonly outstanding: Set<number>;
+  buffer: SliceOutcome[];
+  ok: number;
+  failed: number;
+  accepted: number;
+  refused: number;
+  readonly refusedCodes: Map<string, number>;
+  returned: number;
+  unacknowledged: number;
+  sending: number;
+  runDone: boolean;
+  /** Stopped by the scheduler or lost with its connection: its results go nowhere. */
+  dropped: boolean;
+  finished: boolean;
+}
+
+interface EventBuffer {
+  console: ConsoleEntry[];
+  custom: CustomEvent[];
+  chars: number;
+  dropped: number;
+}
+
+/**
+ * The worker's supervisor: keeps the sandbox pool fed with tasks from the scheduler, streams
+ * outcomes and events back, and shuts down without losing work. All socket traffic is parsed
+ * with the protocol's schemas; anything malformed is logged and ignored.
+ */
+export class Supervisor {
+  readonly stats: SupervisorStats = { tasksFinished: 0, slicesOk: 0, slicesFailed: 0, accepted: 0, refused: 0, returned: 0 };
+  private readonly timing: SupervisorTiming;
+  private readonly socket: WorkerSocket;
+  private readonly pool: WorkerPool;
+  private readonly log: Logger;
+  private started = false;
+  /** Increases with each connection; tasks remember the one they came on. */
+  private connection = 0;
+  private connected = false;
+  private stopping = false;
+  private stopped: Promise<void> | null = null;
+  private requesting = false;
+  private waitingForWork = false;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private resultTimer: NodeJS.Timeout | null = null;
+  private eventTimer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private summaryTimer: NodeJS.Timeout | null = null;
+  private rateTimer: NodeJS.Timeout | null = null;
+  private reconnectDelayMs: number;
+  private connectFailures = 0;
+  private sendsInFlight = 0;
+  private readonly workSources = new Map<string, string>();
+  private readonly tasks = new Map<string, ActiveTask>();
+  private readonly tasksByJob = new Map<SandboxJob, ActiveTask>();
+  private readonly events = new Map<string, EventBuffer>();
+  /** Slices per second, smoothed; sizes the work buffer. */
+  private rate = 0;
+  /** Buffer size learned from the sandboxes running dry; halves every rate sample. */
+  private starvedTarget = 0;
+  private lastRequestSlices = 0;
+  private lastGrantFull = false;
+  private rateSample = { at: 0, done: 0 };
+  private summarySample = { at: 0, done: 0 };
+  /** The earnings balance last shown (smallest units), so an idle worker logs only changes. */
+  private shownEarnings: string | undefined;
+
+  constructor(private readonly options: SupervisorOptions) {
+    this.timing = { ...defaultTiming, ...options.timing };
+    this.timing.maxOutcomesPerMessage = Math.max(1, Math.min(Limits.maxSlicesPerTask, this.timing.maxOutcomesPerMessage));
+    this.socket = options.socket;
+    this.pool = options.pool;
+    this.log = options.log;
+    this.reconnectDelayMs = this.timing.reconnectDelayMs;
+  }
+
+  /** Slices done (ok or failed) since start. */
+  get slicesDone(): number {
+    return this.stats.slicesOk + this.stats.slicesFailed;
+  }
+
+  /** Tasks being run or reported. */
+  get activeTasks(): number {
+    return this.tasks.size;
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const socket = this.socket;
+    socket.on('connect', () => this.onConnect());
+    socket.on('disconnect', (reason) => this.onDisconnect(String(reason)));
+    socket.on('connect_error', (error) => this.onConnectError(error));
+    socket.on('work:available', () => this.onWorkAvailable());
+    socket.on('job:stop', (event: unknown) => this.onJobStop(event));
+    const now = performance.now();
+    this.rateSample = { at: now, done: 0 };
+    this.summarySample = { at: now, done: 0 };
+    this.rateTimer = setInterval(() => this.sampleRate(), 250);
+    this.summaryTimer = setInterval(() => this.logSummary(false), this.timing.summaryMs);
+    this.rateTimer.unref();
+    this.summaryTimer.unref();
+    if (this.options.earnings) this.showStartingEarnings(this.options.earnings);
+    socket.connect();
+  }
+
+  /** The earnings account's balance when the worker starts (the baseline of "since start"). */
+  private showStartingEarnings(earnings: EarningsSource): void {
+    void earnings.refresh().then(
+      (snapshot) => {
+        if (snapshot !== undefined) {
+          this.shownEarnings ??= snapshot.balanceUnits;
+          this.log.info(`earnings account ${earnings.address}: ${snapshot.balance} DCC (bank ${earnings.bank})`, {
+            event: 'earnings',
+            address: earnings.address,
+            earningsDcc: snapshot.balance,
+          });
+        } else {
+          this.log.warn(`cannot read the earnings account ${earnings.address} at ${earnings.bank}: ${earnings.lastError ?? 'no answer'}; retrying with each summary`, {
+            event: 'earnings_unavailable',
+            address: earnings.address,
+            error: earnings.lastError,
+          });
+        }
+      },
+      () => undefined,
+    );
+  }
+
+  /**
+   * Graceful shutdown: stop asking for work, give unstarted slices back, let running ones finish
+   * (at most drainTimeoutMs, then stop and give them back too), send the last results, disconnect.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  private onConnect(): void {
+    this.connection++;
+    this.connected = true;
+    this.requesting = false;
+    this.waitingForWork = false;
+    this.clearTimer('pollTimer');
+    this.reconnectDelayMs = this.timing.reconnectDelayMs;
+    this.connectFailures = 0;
+    this.log.info(`connected to ${this.options.schedulerUrl} as ${this.options.workerId}`, { event: 'connected', workerId: this.options.workerId });
+    this.pump();
+  }
+
+  private onDisconnect(reason: string): void {
+    if (!this.connected) return;
+    this.connected = false;
+    this.requesting = false;
+    this.waitingForWork = false;
+    this.clearTimer('pollTimer');
+    // The scheduler puts this connection's leases back itself; results for them would be refused.
+    const dropped = this.dropTasks([...this.tasks.values()]);
+    this.events.clear();
+    if (this.stopping && reason === 'io client disconnect') return;
+    this.log.warn(`disconnected from the scheduler (${reason})${dropped > 0 ? `; dropped ${dropped} unfinished slices` : ''}`, {
+      event: 'disconnected',
+      reason,
+      droppedSlices: dropped,
+    });
+    // socket.io reconnects by itself except when the server closed the connection.
+    if (reason === 'io server disconnect') this.scheduleReconnect();
+  }
+
+  private onConnectError(error: Error): void {
+    if (this.stopping) return;
+    const message = error?.message ?? String(error);
+    this.connectFailures++;
+    if (this.socket.active) {
+      // Attempts 1, 2, 4, 8, ...: a scheduler that is down for long does not flood the log.
+      if ((this.connectFailures & (this.connectFailures - 1)) === 0) {
+        this.log.warn(`cannot reach the scheduler at ${this.options.schedulerUrl}: ${message} (attempt ${this.connectFailures}); retrying`, {
+          event: 'connect_error',
+          error: message,
+          attempt: this.connectFailures,
+        });
+      }
+    } else {
+      // The handshake was refused; socket.io will not retry on its own.
+      this.log.error(`the scheduler refused the connection: ${message}; retrying in ${Math.round(this.reconnectDelayMs / 1000)} s`, {
+        event: 'connect_refused',
+        error: message,
+      });
+      this.scheduleReconnect();
+    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopping || this.reconnectTimer !== null) return;
+    const delay = this.reconnectDelayMs;
+    this.reconnectDelayMs = Math.min(maxReconnectDelayMs, this.reconnectDelayMs * 2);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.stopping && !this.socket.connected) this.socket.connect();
+    }, delay);
+  }
+
+  // ---------------------------------------------------------------- asking for work
+
+  /** Asks for work when the pool is running low. Cheap; called whenever something changed. */
+  private pump(): void {
+    if (this.stopping || !this.connected || this.requesting || this.waitingForWork) return;
+    if (this.sendsInFlight >= maxSendsInFlight) return;
+    const pending = this.pool.pending;
+    if (pending === 0 && this.lastGrantFull) {
+      // The sandboxes ran dry before the rate estimate caught up: ask for twice as much.
+      this.starvedTarget = Math.max(this.pool.size * 4, this.starvedTarget * 2);
+    }
+    const target = this.bufferTarget();
+    if (pending > target / 2) return;
+    this.request(Math.min(maxRequestSlices, target - pending));
+  }
+
+  private bufferTarget(): number {
+    const sandboxes = this.pool.size;
+    const minimum = sandboxes * 2;
+    const maximum = Math.min(maxRequestSlices, sandboxes * maxBufferedSlicesPerSandbox);
+    const wanted = Math.max(Math.ceil(this.rate * this.timing.bufferSeconds), this.starvedTarget);
+    return Math.max(minimum, Math.min(maximum, wanted));
+  }
+
+  private request(maxSlices: number): void {
+    this.requesting = true;
+    this.lastRequestSlices = maxSlices;
+    const connection = this.connection;
+    this.socket
+      .timeout(this.timing.ackTimeoutMs)
+      .emitWithAck('task:request', { maxSlices })
+      .then(
+        (reply: unknown) => {
+          if (connection !== this.connection || !this.requesting) return;
+          this.requesting = false;
+          this.onGrant(reply);
+        },
+        (error: unknown) => {
+          if (connection !== this.connection || !this.requesting) return;
+          this.requesting = false;
+          if (this.stopping) return;
+          this.log.warn(`asking for work failed: ${messageOf(error)}`, { event: 'request_failed' });
+          this.waitForWork();
+        },
+      );
+  }
+
+  private waitForWork(): void {
+    this.waitingForWork = true;
+    this.clearTimer('pollTimer');
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      this.waitingForWork = false;
+      this.pump();
+    }, this.timing.pollMs);
+  }
+
+  private onWorkAvailable(): void {
+    if (!this.waitingForWork) return;
+    this.clearTimer('pollTimer');
+    this.waitingForWork = false;
+    this.pump();
+  }
+
+  private onGrant(raw: unknown): void {
+    const reply = GrantReplySchema.safeParse(raw);
+    if (!reply.success) {
+      this.log.warn(`ignored a malformed task grant: ${z.prettifyError(reply.error)}`, { event: 'invalid_message', message: 'task:request' });
+      this.waitForWork();
+      return;
+    }
+    if ('ok' in reply.data) {
+      this.log.warn(`the scheduler refused to hand out work: ${reply.data.code}: ${reply.data.message}`, { event: 'request_refused', code: reply.data.code });
+      this.waitForWork();
+      return;
+    }
+    if (reply.data.tasks.length === 0) {
+      this.lastGrantFull = false;
+      this.waitForWork();
+      return;
+    }
+    let granted = 0;
+    for (const task of reply.data.tasks) granted += (task as { slices?: unknown[] } | null)?.slices?.length ?? 0;
+    this.lastGrantFull = granted >= this.lastRequestSlices;
+    for (const rawTask of reply.data.tasks) {
+      const parsed = TaskSchema.safeParse(rawTask);
+      if (parsed.success) {
+        this.startTask(parsed.data);
+        continue;
+      }
+      this.log.warn(`ignored a malformed task: ${z.prettifyError(parsed.error)}`, { event: 'invalid_message', message: 'task' });
+      const returnable = ReturnableTaskSchema.safeParse(rawTask);
+      if (returnable.success) {
+        const { taskId, jobId, slices } = returnable.data;
+        void this.returnSlices(taskId, jobId, slices.map((slice) => slice.sliceIndex), 'malformed task');
+      }
+    }
+    this.pump();
+  }
+
+  // ---------------------------------------------------------------- running tasks
+
+  private startTask(task: Task): void {
+    const sliceIndexes = task.slices.map((slice) => slice.sliceIndex);
+    if (this.stopping) {
+      void this.returnSlices(task.taskId, task.jobId, sliceIndexes, 'shutting down');
+      return;
+    }
+    if (this.tasks.has(task.taskId)) {
+      this.log.warn(`ignored task ${task.taskId}: it is running already`, { event: 'duplicate_task', taskId: task.taskId });
+      return;
+    }
+    let work = this.workSources.get(task.workHash);
+    if (work === undefined && task.work !== undefined) {
+      if (workHashOf(task.work) !== task.workHash) {
+        this.log.error(`task ${task.taskId}: its work function does not match its hash ${task.workHash}; giving it back`, {
+          event: 'bad_work_hash',
+          taskId: task.taskId,
+          jobId: task.jobId,
+        });
+        void this.returnSlices(task.taskId, task.jobId, sliceIndexes, 'work hash mismatch');
+        return;
+      }
+      work = task.work;
+      this.rememberWork(task.workHash, work);
+    }
+    if (work === undefined) {
+      this.log.error(`task ${task.taskId}: no work function for hash ${task.workHash} (not sent, not cached); giving it back`, {
+        event: 'missing_work',
+        taskId: task.taskId,
+        jobId: task.jobId,
+      });
+      void this.returnSlices(task.taskId, task.jobId, sliceIndexes, 'missing work function');
+      return;
+    }
+
+    const { work: _sent, ...taskWithoutWork } = task;
+    const job: SandboxJob = {
+      jobId: task.jobId,
+      workHash: task.workHash,
+      work,
+      arguments: task.arguments,
+      public: task.public,
+      progressTimeoutMs: task.progressTimeoutMs,
+      sliceTimeLimitMs: task.sliceTimeLimitMs,
+      spreadDatum: task.spreadDatum,
+    };
+    const active: ActiveTask = {
+      task: taskWithoutWork,
+      job,
+      connection: this.connection,
+      startedAt: performance.now(),
+      outstanding: new Set(sliceIndexes),
+      buffer: [],
+      ok: 0,
+      failed: 0,
+      accepted: 0,
+      refused: 0,
+      refusedCodes: new Map(),
+      returned: 0,
+      unacknowledged: 0,
+      sending: 0,
+      runDone: false,
+      dropped: false,
+      finished: false,
+    };
+    this.tasks.set(task.taskId, active);
+    this.tasksByJob.set(job, active);
+    const name = task.public.name ? ` "${task.public.name}"` : '';
+    this.log.info(`task ${task.taskId}: job ${task.jobId}${name}, ${task.slices.length} slices`, {
+      event: 'task_fetched',
+      taskId: task.taskId,
+      jobId: task.jobId,
+      name: task.public.name,
+      slices: task.slices.length,
+    });
+    this.pool
+      .run(job, task.slices, {
+        onOutcome: (_jobId, outcome) => this.onOutcome(active, outcome),
+        onConsole: (jobId, entry) => {
+          if (!active.dropped) this.queueEvent(jobId, 'console', entry, entry.message.length);
+        },
+        onCustom: (jobId, event) => {
+          if (!active.dropped) this.queueEvent(jobId, 'custom', event, jsonLength(event.value) + event.event.length);
+        },
+      })
+      .catch((error: unknown) => {
+        this.log.error(`task ${task.taskId}: the sandbox pool failed: ${messageOf(error)}`, { event: 'pool_error', taskId: task.taskId });
+      })
+      .finally(() => this.onRunDone(active));
+  }
+
+  private rememberWork(hash: string, source: string): void {
+    this.workSources.delete(hash);
+    this.workSources.set(hash, source);
+    if (this.workSources.size > maxCachedWorkSources) this.workSources.delete(this.workSources.keys().next().value as string);
+  }
+
+  private onOutcome(active: ActiveTask, outcome: SliceOutcome): void {
+    if (active.dropped) return;
+    active.outstanding.delete(outcome.sliceIndex);
+    if (outcome.status === 'ok') {
+      active.ok++;
+      this.stats.slicesOk++;
+    } else {
+      active.failed++;
+      this.stats.slicesFailed++;
+      if (active.failed === 1) {
+        this.log.warn(`task ${active.task.taskId}: slice ${outcome.sliceIndex} failed: ${outcome.error.code}: ${outcome.error.message}`, {
+          event: 'slice_error',
+          taskId: active.task.taskId,
+          jobId: active.task.jobId,
+          sliceIndex: outcome.sliceIndex,
+          code: outcome.error.code,
+        });
+      }
+    }
+    active.buffer.push(outcome);
+    if (active.buffer.length >= this.timing.maxOutcomesPerMessage) this.flushTask(active);
+    else this.scheduleResultFlush();
+  }
+
+  private onRunDone(active: ActiveTask): void {
+    active.runDone = true;
+    this.flushTask(active);
+    this.maybeFinish(active);
+    this.pump();
+  }
+
+  private maybeFinish(active: ActiveTask): void {
+    if (active.finished || !active.runDone || active.buffer.length > 0 || active.sending > 0) return;
+    active.finished = true;
+    this.tasks.delete(active.task.taskId);
+    this.tasksByJob.delete(active.job);
+    this.stats.tasksFinished++;
+    if (active.dropped) return;
+    const { taskId, jobId } = active.task;
+    const seconds = ((performance.now() - active.startedAt) / 1000).toFixed(1);
+    const refusedCodes = [...active.refusedCodes].map(([code, count]) => `${count} ${code}`).join(', ');
+    let text = `task ${taskId} finished in ${seconds} s: ${active.ok} ok, ${active.failed} errors; ${active.accepted} accepted, ${active.refused} refused`;
+    if (refusedCodes) text += ` (${refusedCodes})`;
+    if (active.returned > 0) text += `; ${active.returned} returned`;
+    if (active.unacknowledged > 0) text += `; ${active.unacknowledged} unacknowledged`;
+    this.log.info(text, {
+      event: 'task_finished',
+      taskId,
+      jobId,
+      ok: active.ok,
+      errors: active.failed,
+      accepted: active.accepted,
+      refused: active.refused,
+      returned: active.returned,
+    });
+  }
+
+  /** Marks tasks as going nowhere and stops their slices in the pool. Returns how many slices were unfinished. */
+  private dropTasks(tasks: ActiveTask[]): number {
+    let unfinished = 0;
+    const jobs = new Set<string>();
+    for (const active of tasks) {
+      if (active.dropped) continue;
+      active.dropped = true;
+      active.buffer = [];
+      unfinished += active.outstanding.size;
+      active.outstanding.clear();
+      jobs.add(active.task.jobId);
+    }
+    for (const jobId of jobs) this.pool.cancelJob(jobId);
+    return unfinished;
+  }
+
+  private onJobStop(raw: unknown): void {
+    const parsed = JobStopEventSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.log.warn(`ignored a malformed job:stop: ${z.prettifyError(parsed.error)}`, { event: 'invalid_message', message: 'job:stop' });
+      return;
+    }
+    const { jobId } = parsed.data;
+    const dropped = this.dropTasks([...this.tasks.values()].filter((active) => active.task.jobId === jobId));
+    this.pool.cancelJob(jobId);
+    this.events.delete(jobId);
+    this.log.info(`job ${jobId} was stopped by the scheduler${dropped > 0 ? `; dropped ${dropped} unfinished slices` : ''}`, {
+      event: 'job_stopped',
+      jobId,
+      droppedSlices: dropped,
+    });
+  }
+
+  // ---------------------------------------------------------------- results
+
+  private scheduleResultFlush(): void {
+    if (this.resultTimer !== null) return;
+    this.resultTimer = setTimeout(() => {
+      this.resultTimer = null;
+      for (const active of this.tasks.values()) this.flushTask(active);
+      this.pump();
+    }, this.timing.resultFlushMs);
+  }
+
+  private flushTask(active: ActiveTask): void {
+    if (active.buffer.length === 0) return;
+    const outcomes = active.buffer;
+    active.buffer = [];
+    if (active.dropped || !this.connected || active.connection !== this.connection) return;
+    // A slice's console and custom events go out before its result, so that a client never
+    // sees a job complete and then hears from its slices.
+    if (this.events.has(active.task.jobId)) this.flushEvents(active.task.jobId);
+    for (let i = 0; i < outcomes.length; i += this.timing.maxOutcomesPerMessage) {
+      this.sendResults(active, outcomes.slice(i, i + this.timing.maxOutcomesPerMessage), 1);
+    }
+  }
+
+  private sendResults(active: ActiveTask, outcomes: SliceOutcome[], attempt: number): void {
+    const { taskId, jobId } = active.task;
+    const connection = this.connection;
+    active.sending++;
+    this.sendsInFlight++;
+    this.socket
+      .timeout(this.timing.ackTimeoutMs)
+      .emitWithAck('task:results', { taskId, jobId, outcomes })
+      .then(
+        (raw: unknown) => {
+          const reply = ResultsReplySchema.safeParse(raw);
+          if (!reply.success) {
+            active.unacknowledged += outcomes.length;
+            this.log.warn(`task ${taskId}: ignored a malformed results acknowledgement: ${z.prettifyError(reply.error)}`, {
+              event: 'invalid_message',
+              message: 'task:results ack',
+            });
+            return;
+          }
+          if (reply.data.ok === false) {
+            active.refused += outcomes.length;
+            this.stats.refused += outcomes.length;
+            active.refusedCodes.set(reply.data.code, (active.refusedCodes.get(reply.data.code) ?? 0) + outcomes.length);
+            this.log.warn(`task ${taskId}: the scheduler refused ${outcomes.length} results: ${reply.data.code}: ${reply.data.message}`, {
+              event: 'results_refused',
+              taskId,
+              code: reply.data.code,
+            });
+            return;
+          }
+          active.accepted += reply.data.accepted.length;
+          this.stats.accepted += reply.data.accepted.length;
+          active.refused += reply.data.refused.length;
+          this.stats.refused += reply.data.refused.length;
+          for (const { code } of reply.data.refused) active.refusedCodes.set(code, (active.refusedCodes.get(code) ?? 0) + 1);
+        },
+        (error: unknown) => {
+          if (attempt < maxResultAttempts && connection === this.connection && this.connected && !active.dropped) {
+            this.sendResults(active, outcomes, attempt + 1);
+            return;
+          }
+          active.unacknowledged += outcomes.length;
+          this.log.warn(`task ${taskId}: results for ${outcomes.length} slices were not acknowledged: ${messageOf(error)}`, {
+            event: 'results_unacknowledged',
+            taskId,
+          });
+        },
+      )
+      .finally(() => {
+        active.sending--;
+        this.sendsInFlight--;
+        this.maybeFinish(active);
+        this.pump();
+      });
+  }
+
+  /** Gives slices back to the scheduler; resolves when acknowledged (or not, after ackTimeoutMs). */
+  private async returnSlices(taskId: string, jobId: string, sliceIndexes: number[], why: string): Promise<void> {
+    if (sliceIndexes.length === 0 || !this.connected) return;
+    let returned = 0;
+    for (let i = 0; i < sliceIndexes.length; i += Limits.maxSlicesPerTask) {
+      const part = sliceIndexes.slice(i, i + Limits.maxSlicesPerTask);
+      try {
+        const raw: unknown = await this.socket.timeout(this.timing.ackTimeoutMs).emitWithAck('task:return', { taskId, jobId, sliceIndexes: part });
+        const reply = ReturnReplySchema.safeParse(raw);
+        if (!reply.success) {
+          this.log.warn(`task ${taskId}: ignored a malformed return acknowledgement`, { event: 'invalid_message', message: 'task:return ack' });
+        } else if (reply.data.ok === false) {
+          this.log.warn(`task ${taskId}: the scheduler refused the returned slices: ${reply.data.code}: ${reply.data.message}`, {
+            event: 'return_refused',
+            taskId,
+            code: reply.data.code,
+          });
+        } else {
+          returned += part.length;
+        }
+      } catch (error) {
+        this.log.warn(`task ${taskId}: returning ${part.length} slices was not acknowledged: ${messageOf(error)}`, { event: 'return_unacknowledged', taskId });
+      }
+    }
+    this.stats.returned += returned;
+    this.log.info(`task ${taskId}: returned ${returned} of ${sliceIndexes.length} slices (${why})`, {
+      event: 'task_returned',
+      taskId,
+      jobId,
+      returned,
+      reason: why,
+    });
+  }
+
+  // ---------------------------------------------------------------- console and custom events
+
+  private queueEvent(jobId: string, kind: 'console', item: ConsoleEntry, chars: number): void;
+  private queueEvent(jobId: string, kind: 'custom', item: CustomEvent, chars: number): void;
+  private queueEvent(jobId: string, kind: 'console' | 'custom', item: ConsoleEntry | CustomEvent, chars: number): void {
+    let buffer = this.events.get(jobId);
+    if (buffer === undefined) {
+      buffer = { console: [], custom: [], chars: 0, dropped: 0 };
+      this.events.set(jobId, buffer);
+    }
+    if (buffer.console.length + buffer.custom.length >= maxBufferedEventsPerJob || buffer.chars + chars > maxBufferedEventCharsPerJob) {
+      buffer.dropped++;
+    } else {
+      buffer.chars += chars;
+      if (kind === 'console') buffer.console.push(item as ConsoleEntry);
+      else buffer.custom.push(item as CustomEvent);
+    }
+    this.eventTimer ??= setTimeout(() => this.flushEvents(), this.timing.eventFlushMs);
+  }
+
+  /** Sends the buffered events of one job, or of all jobs. */
+  private flushEvents(jobId?: string): void {
+    let buffers: Array<[string, EventBuffer]>;
+    if (jobId === undefined) {
+      this.clearTimer('eventTimer');
+      buffers = [...this.events];
+      this.events.clear();
+    } else {
+      const buffer = this.events.get(jobId);
+      if (buffer === undefined) return;
+      this.events.delete(jobId);
+      buffers = [[jobId, buffer]];
+      if (this.events.size === 0) this.clearTimer('eventTimer');
+    }
+    if (!this.connected) return;
+    for (const [jobId, buffer] of buffers) {
+      if (buffer.console.length + buffer.custom.length > 0) this.socket.emit('task:events', { jobId, console: buffer.console, custom: buffer.custom });
+      if (buffer.dropped > 0) {
+        this.log.warn(`job ${jobId}: dropped ${buffer.dropped} console/custom events (more than ${maxBufferedEventsPerJob} or ${maxBufferedEventCharsPerJob} characters in ${this.timing.eventFlushMs} ms)`, {
+          event: 'events_dropped',
+          jobId,
+          dropped: buffer.dropped,
+        });
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- summary
+
+  private sampleRate(): void {
+    const now = performance.now();
+    const done = this.slicesDone;
+    const seconds = (now - this.rateSample.at) / 1000;
+    if (seconds <= 0) return;
+    const instant = (done - this.rateSample.done) / seconds;
+    this.rate = this.rate === 0 ? instant : this.rate * 0.5 + instant * 0.5;
+    this.rateSample = { at: now, done };
+    // The starvation boost fades unless the sandboxes keep running dry.
+    this.starvedTarget = Math.floor(this.starvedTarget / 2);
+  }
+
+  private logSummary(final: boolean): void {
+    const now = performance.now();
+    const done = this.slicesDone;
+    const seconds = (now - this.summarySample.at) / 1000;
+    const delta = done - this.summarySample.done;
+    this.summarySample = { at: now, done };
+    const idle = !final && delta === 0 && this.tasks.size === 0;
+    const earnings = this.options.earnings;
+    if (idle) {
+      // Payments settle after the work: an idle worker still says when its earnings change.
+      if (earnings) void earnings.refresh().then((snapshot) => this.logEarningsChange(earnings, snapshot), () => undefined);
+      return;
+    }
+    const perSecond = seconds > 0 ? Math.round(delta / seconds) : 0;
+    const { slicesOk, slicesFailed, accepted, refused, returned, tasksFinished } = this.stats;
+    const text = final
+      ? `done: ${done} slices (${slicesFailed} errors) in ${tasksFinished} tasks; ${accepted} accepted, ${refused} refused, ${returned} returned`
+      : `${done} slices done (${slicesFailed} errors), ${perSecond} slices/s, ${this.pool.pending} in the sandboxes, ${this.tasks.size} tasks`;
+    const fields = {
+      event: final ? 'final_summary' : 'summary',
+      slicesDone: done,
+      slicesOk,
+      slicesFailed,
+      slicesPerSecond: perSecond,
+      pending: this.pool.pending,
+      tasks: this.tasks.size,
+      accepted,
+      refused,
+      returned,
+    };
+    if (!earnings) {
+      this.log.info(text, fields);
+      return;
+    }
+    const withEarnings = (snapshot: EarningsSnapshot | undefined): void => {
+      this.shownEarnings = snapshot?.balanceUnits ?? this.shownEarnings;
+      this.log.info(`${text}; ${describeEarnings(earnings)}`, { ...fields, earningsDcc: snapshot?.balance, earningsChangeDcc: snapshot?.change });
+    };
+    // The final line shows what is known (shutdown does not wait for the bank); the others read it first (at most every 10 s).
+    if (final) withEarnings(earnings.latest());
+    else void earnings.refresh().then(withEarnings, () => withEarnings(earnings.latest()));
+  }
+
+  private logEarningsChange(earnings: EarningsSource, snapshot: EarningsSnapshot | undefined): void {
+    if (snapshot === undefined || snapshot.balanceUnits === this.shownEarnings || this.stopping) return;
+    this.shownEarnings = snapshot.balanceUnits;
+    this.log.info(describeEarnings(earnings), { event: 'earnings', earningsDcc: snapshot.balance, earningsChangeDcc: snapshot.change });
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  private async shutdown(): Promise<void> {
+    this.stopping = true;
+    this.waitingForWork = false;
+    this.clearTimer('pollTimer');
+    this.clearTimer('reconnectTimer');
+    const returns: Array<Promise<void>> = [];
+
+    const withdrawn = this.pool.withdraw();
+    let unstarted = 0;
+    for (const group of withdrawn) {
+      const active = this.tasksByJob.get(group.job);
+      if (active === undefined || active.dropped) continue;
+      const indexes = group.slices.map((slice) => slice.sliceIndex);
+      for (const index of indexes) active.outstanding.delete(index);
+      active.returned += indexes.length;
+      unstarted += indexes.length;
+      returns.push(this.returnSlices(active.task.taskId, active.task.jobId, indexes, 'shutting down'));
+    }
+    const running = this.pool.pending;
+    this.log.info(`shutting down: returning ${unstarted} unstarted slices, waiting for ${running} running ones`, {
+      event: 'shutdown',
+      returned: unstarted,
+      running,
+    });
+
+    const drained = await waitFor(() => this.pool.pending === 0, this.timing.drainTimeoutMs);
+    if (!drained) {
+      this.log.warn(`running slices did not finish within ${this.timing.drainTimeoutMs} ms; stopping and returning them`, { event: 'shutdown_timeout' });
+      const jobs = new Set<string>();
+      for (const active of this.tasks.values()) {
+        if (active.dropped) continue;
+        jobs.add(active.task.jobId);
+        const indexes = [...active.outstanding];
+        active.outstanding.clear();
+        active.returned += indexes.length;
+        returns.push(this.returnSlices(active.task.taskId, active.task.jobId, indexes, 'shutting down, stopped'));
+      }
+      for (const jobId of jobs) this.pool.cancelJob(jobId);
+    }
+
+    const returnsDone = Promise.all(returns).then(() => true);
+    if (!(await Promise.race([returnsDone, sleep(this.timing.flushTimeoutMs).then(() => false)]))) {
+      this.log.warn('some returned slices were not acknowledged before shutdown', { event: 'shutdown_unacknowledged_returns' });
+    }
+    for (const active of this.tasks.values()) this.flushTask(active);
+    this.flushEvents();
+    const flushed = await waitFor(() => this.tasks.size === 0, this.timing.flushTimeoutMs);
+    if (!flushed) this.log.warn('some results were not acknowledged before shutdown', { event: 'shutdown_unflushed' });
+
+    this.clearTimer('resultTimer');
+    this.clearTimer('eventTimer');
+    if (this.summaryTimer) clearInterval(this.summaryTimer);
+    if (this.rateTimer) clearInterval(this.rateTimer);
+    this.summaryTimer = null;
+    this.rateTimer = null;
+    this.logSummary(true);
+    this.socket.disconnect();
+  }
+
+  private clearTimer(name: 'pollTimer' | 'resultTimer' | 'eventTimer' | 'reconnectTimer'): void {
+    const timer = this[name];
+    if (timer !== null) clearTimeout(timer);
+    this[name] = null;
+  }
+}
+
+function messageOf(error: unknown): string {
+  if (error !== null && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') return (error as { message: string }).message;
+  return String(error);
+}
+
+function jsonLength(value: unknown): number {
+  try {
+    return JSON.stringify(value)?.length ?? 4;
+  } catch {
+    return 0;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** Resolves true once the condition holds, false when it did not within ms. */
+async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (!condition()) {
+    if (performance.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
+}

@@ -1,0 +1,180 @@
+#!/usr/bin/env node
+// Ledger throughput of the bank (apps/bank), started in-process on its own Postgres schema and
+// Redis prefix (dropped afterwards). Not a test: figures only, printed as a table and as JSON
+// (also written to bench/results/ledger-latest.json). Build first: `pnpm build`.
+//   single      one writer, sequential transfers (each its own transaction and commit)
+//   batched     payments out of one hold in batches of BENCH_BATCH (default 500), to 1,000 workers
+//   concurrent  BENCH_WRITERS (default 32) writers, transfers between random pairs of 64 accounts
+//   contended   the same writers over only 4 accounts (every transfer waits on a row lock)
+//   http        signed POST /transfers over HTTP from BENCH_WRITERS clients (signature check included)
+// Environment: BENCH_SECONDS per scenario (default 5), BENCH_WRITERS, BENCH_BATCH,
+// BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/commune_bench), REDIS_URL.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Wallet } from 'ethers';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { signPayload } from '@commune/protocol';
+import { LedgerService, PrismaService, startBank } from '@commune/bank';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const writers = Number(process.env.BENCH_WRITERS ?? 32);
+const batchSize = Number(process.env.BENCH_BATCH ?? 500);
+const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/commune_bench';
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const tag = `bench_ledger_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+const DCC = 10n ** 18n;
+
+const address = () => Wallet.createRandom().address;
+let keyCounter = 0;
+const key = (prefix) => `${prefix}-${tag}-${keyCounter++}`;
+const percentile = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : 0);
+
+/** Runs `work` from `concurrency` loops until `seconds` pass; each call returns how many operations it did. */
+async function measure(name, unit, concurrency, work) {
+  const deadline = performance.now() + seconds * 1000;
+  const latencies = [];
+  let operations = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, writer) => {
+      for (let i = 0; performance.now() < deadline; i++) {
+        const t0 = performance.now();
+        const done = await work(writer, i); // (not `operations += await ...`: that reads before it waits)
+        operations += done;
+        latencies.push(performance.now() - t0);
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    scenario: name,
+    unit,
+    writers: concurrency,
+    operations,
+    seconds: Number(elapsed.toFixed(2)),
+    perSecond: Math.round(operations / elapsed),
+    callP50Ms: Number(percentile(latencies, 50).toFixed(2)),
+    callP99Ms: Number(percentile(latencies, 99).toFixed(2)),
+  };
+}
+
+async function main() {
+  const bank = await startBank({
+    DATABASE_URL: databaseUrl,
+    DATABASE_SCHEMA: tag,
+    DATABASE_POOL_SIZE: String(writers + 8),
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: tag,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    BANK_SERVICE_TOKEN: 'bench-service-token',
+  });
+  const ledger = bank.app.get(LedgerService);
+  const results = [];
+  try {
+    const fund = async (to, amount) => ledger.mint({ idempotencyKey: key('fund'), to, amount: amount.toString(), memo: 'bench' });
+
+    // single: one writer, one account to another and back.
+    const [a, b] = [address(), address()];
+    await fund(a, 10n ** 30n);
+    results.push(
+      await measure('single', 'transfers', 1, async (_writer, i) => {
+        await ledger.transfer({ idempotencyKey: key('single'), from: i % 2 ? b : a, to: i % 2 ? a : b, amount: i % 2 ? '1' : '2' });
+        return 1;
+      }),
+    );
+
+    // batched: payments out of one hold, batches of `batchSize`, to 1,000 workers.
+    const payer = address();
+    const workers = Array.from({ length: 1000 }, address);
+    await fund(payer, 10n ** 30n);
+    const hold = (await ledger.createHold({ idempotencyKey: key('hold'), account: payer, amount: (10n ** 29n).toString(), reference: 'j_benchmark000000', expiresAt: Date.now() + 3600_000 })).value;
+    let slice = 0;
+    results.push(
+      await measure('batched', 'payments', 1, async () => {
+        const payments = Array.from({ length: batchSize }, () => ({ key: `j_benchmark:${slice}`, to: workers[slice++ % workers.length], amount: DCC.toString() }));
+        const reply = await ledger.postPayments(hold.holdId, { idempotencyKey: key('batch'), payments, feePerPayment: '1000' });
+        return reply.paid;
+      }),
+    );
+
+    // concurrent: writers moving money between random pairs of 64 funded accounts.
+    const spread = Array.from({ length: 64 }, address);
+    for (const account of spread) await fund(account, 10n ** 24n);
+    results.push(
+      await measure('concurrent', 'transfers', writers, async () => {
+        const from = spread[Math.floor(Math.random() * spread.length)];
+        let to = spread[Math.floor(Math.random() * spread.length)];
+        if (to === from) to = spread[(spread.indexOf(from) + 1) % spread.length];
+        await ledger.transfer({ idempotencyKey: key('concurrent'), from, to, amount: '1' });
+        return 1;
+      }),
+    );
+
+    // contended: the same writers over 4 accounts.
+    const hot = spread.slice(0, 4);
+    results.push(
+      await measure('contended', 'transfers', writers, async (writer, i) => {
+        const from = hot[(writer + i) % 4];
+        const to = hot[(writer + i + 1 + (writer % 3)) % 4];
+        await ledger.transfer({ idempotencyKey: key('contended'), from, to, amount: '1' });
+        return 1;
+      }),
+    );
+
+    // http: signed transfers through the API (JSON, zod, EIP-191 recovery, then the ledger).
+    const wallets = Array.from({ length: writers }, () => Wallet.createRandom());
+    for (const wallet of wallets) await fund(wallet.address, 10n ** 24n);
+    results.push(
+      await measure('http', 'signed transfers', writers, async (writer) => {
+        const wallet = wallets[writer];
+        const transfer = { from: wallet.address, to: spread[writer % spread.length], amount: '1', idempotencyKey: key('http'), expiresAt: Date.now() + 60_000 };
+        const body = JSON.stringify({ transfer, signature: await signPayload(wallet, transfer) });
+        const response = await fetch(`${bank.url}/transfers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        if (response.status !== 201) throw new Error(`POST /transfers answered ${response.status}: ${await response.text()}`);
+        return 1;
+      }),
+    );
+
+    const audit = await ledger.audit();
+    const consistent = audit.sumOfBalances === '0' && Object.values(audit).every((value) => !Array.isArray(value) || value.length === 0);
+    const stats = await bank.app.get(PrismaService).pool.query('SELECT (SELECT count(*) FROM transfers)::int AS transfers, (SELECT count(*) FROM entries)::int AS entries');
+
+    console.log(`\nledger throughput (${seconds} s per scenario, Postgres ${databaseUrl.replace(/\/\/[^@]*@/, '//')}, schema ${tag})\n`);
+    console.log('scenario     unit               writers   ops/s    call p50 ms   call p99 ms');
+    for (const row of results) {
+      console.log(
+        `${row.scenario.padEnd(12)} ${row.unit.padEnd(18)} ${String(row.writers).padStart(7)} ${String(row.perSecond).padStart(7)} ${String(row.callP50Ms).padStart(13)} ${String(row.callP99Ms).padStart(13)}`,
+      );
+    }
+    console.log(`\nledger consistent afterwards: ${consistent} (${stats.rows[0].transfers} transfers, ${stats.rows[0].entries} entries)\n`);
+    const report = { benchmark: 'ledger', at: new Date().toISOString(), seconds, batchSize, results, consistent };
+    console.log(JSON.stringify(report, null, 2));
+    mkdirSync(join(root, 'bench/results'), { recursive: true });
+    writeFileSync(join(root, 'bench/results/ledger-latest.json'), JSON.stringify(report, null, 2) + '\n');
+  } finally {
+    await bank.close();
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS "${tag}" CASCADE`).finally(() => client.end());
+    const redis = new Redis(redisUrl);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${tag}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+  }
+}
+
+main().catch((error) => {
+  console.error(`ledger bench failed: ${error.stack ?? error}`);
+  process.exit(1);
+});

@@ -1,0 +1,188 @@
+import { inspect } from 'node:util';
+import { jest } from '@jest/globals';
+import { ErrorCode, type DeployRequest } from '@commune/protocol';
+import { createCompute } from './compute.js';
+import { SchedulerConnection } from './connection.js';
+import { FakeSocket, jobStatus, testWallet, waitFor } from './test-support.js';
+
+const codeMatching = (code: string) => expect.objectContaining({ code });
+const jobId = 'j_0000000042';
+const schedulerUrl = new URL('http://scheduler.test:4000');
+
+function setup() {
+  const socket = new FakeSocket();
+  const urls: string[] = [];
+  const connection = new SchedulerConnection(schedulerUrl, {
+    socketFactory: (url) => {
+      urls.push(url);
+      return socket.asClientSocket();
+    },
+  });
+  const compute = createCompute({ scheduler: schedulerUrl, link: () => connection, signer: async () => testWallet });
+  return { socket, connection, compute, urls };
+}
+
+function deployed(socket: FakeSocket): DeployRequest {
+  const sent = socket.sent.find((message) => message.name === 'deploy');
+  if (!sent) throw new Error('nothing was deployed');
+  return sent.payload as DeployRequest;
+}
+
+describe(SchedulerConnection.name, () => {
+  let warnings: jest.SpiedFunction<typeof process.emitWarning>;
+  const realFetch = globalThis.fetch;
+
+  beforeEach(() => {
+    warnings = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+  });
+
+  afterEach(() => {
+    warnings.mockRestore();
+    globalThis.fetch = realFetch;
+  });
+
+  it('opens the /client namespace of the scheduler on the first deploy, not before', async () => {
+    const { compute, urls, socket } = setup();
+    compute.for([1], (i: number) => i);
+    expect(urls).toEqual([]);
+    socket.answer = () => ({ ok: false, code: 'EINVAL', message: 'no' });
+    await compute
+      .for([1], (i: number) => i)
+      .exec()
+      .catch(() => undefined);
+    expect(urls).toEqual(['http://scheduler.test:4000/client']);
+  });
+
+  it('holds events that beat the deploy ack and delivers them, in order, after it', async () => {
+    const { socket, compute } = setup();
+    socket.answer = (name) => {
+      if (name !== 'deploy') return undefined;
+      // The scheduler joined us to the room before acking: these arrive first.
+      socket.receive('job:status', jobStatus(jobId, { total: 2, distributed: 2, computed: 1 }));
+      socket.receive('job:results', { jobId, results: [{ sliceIndex: 1, value: 'b' }] });
+      return { ok: true, jobId, total: 2, receipt: 'receipt' };
+    };
+    const job = compute.for(['x', 'y'], (s: string) => s);
+    const events: string[] = [];
+    for (const name of ['accepted', 'status', 'result']) job.on(name, () => events.push(name));
+    const running = job.exec();
+    await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 'a' }] });
+    socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 2, distributed: 2, computed: 2 }) });
+    expect(inspect(await running)).toBe("[ 'a', 'b' ]");
+    expect(events).toEqual(['accepted', 'status', 'result', 'result', 'status']);
+    expect(deployed(socket).job.owner).toBe(testWallet.address);
+  });
+
+  it('closes the socket when no job needs it, so the program can exit', async () => {
+    const { socket, compute } = setup();
+    socket.answer = () => ({ ok: true, jobId, total: 1, receipt: 'r' });
+    const running = compute.for([1], (i: number) => i).exec();
+    await waitFor('the deploy', () => socket.sent.length > 0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(socket.disconnected).toBe(false);
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
+    socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
+    await running;
+    expect(socket.sent.map((message) => message.name)).toEqual(['deploy', 'unsubscribe']);
+    expect(socket.disconnected).toBe(true);
+  });
+
+  it('re-subscribes to jobs in flight after a reconnect and settles a job that ended meanwhile', async () => {
+    const { socket, compute } = setup();
+    socket.answer = (name) => {
+      if (name === 'deploy') return { ok: true, jobId, total: 2, receipt: 'r' };
+      if (name === 'subscribe') return { ok: true, status: jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }) };
+      return undefined;
+    };
+    const requested: string[] = [];
+    globalThis.fetch = jest.fn(async (url: string | URL | Request) => {
+      requested.push(String(url));
+      return new Response(JSON.stringify({ jobId, results: [{ sliceIndex: 1, value: 'late' }], nextAfter: null }), { status: 200 });
+    }) as typeof fetch;
+    const job = compute.for([1, 2], (i: number) => i);
+    const running = job.exec();
+    await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 'early' }] });
+    // The connection dropped; job:end went out while we were away.
+    socket.receive('connect');
+    expect(inspect(await running)).toBe("[ 'early', 'late' ]");
+    expect(socket.sent.find((message) => message.name === 'subscribe')?.payload).toEqual({ jobId });
+    expect(requested).toEqual([`http://scheduler.test:4000/jobs/${jobId}/results?after=0&limit=1000`]);
+  });
+
+  it('settles a job from its REST status when a re-subscribe is refused', async () => {
+    const { socket, compute } = setup();
+    socket.answer = (name) => {
+      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r' };
+      return { ok: false, code: 'ENOTFOUND', message: 'not live here' };
+    };
+    globalThis.fetch = jest.fn(async () =>
+      new Response(JSON.stringify(jobStatus(jobId, { runStatus: 'failed', total: 1, failure: { code: 'ETOOMANYERRORS', message: 'too many' } })), { status: 200 }),
+    ) as typeof fetch;
+    const job = compute.for([1], (i: number) => i);
+    const running = job.exec();
+    await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+    socket.receive('connect');
+    await expect(running).rejects.toEqual(codeMatching(ErrorCode.ETOOMANYERRORS));
+  });
+
+  it('ignores malformed events, with a warning', async () => {
+    const { socket, compute } = setup();
+    socket.answer = () => ({ ok: true, jobId, total: 1, receipt: 'r' });
+    const job = compute.for([1], (i: number) => i);
+    const results = jest.fn();
+    job.on('result', results);
+    const running = job.exec();
+    await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: -1, value: 1 }] });
+    socket.receive('job:results', 'garbage');
+    expect(results).not.toHaveBeenCalled();
+    expect(warnings).toHaveBeenCalledTimes(2);
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
+    socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
+    await expect(running).resolves.toEqual([1]);
+  });
+
+  it('turns a refused deploy into a CommuneError with its code; unknown codes become ESCHEDULER', async () => {
+    const { socket, compute } = setup();
+    socket.answer = () => ({ ok: false, code: 'ENOFUNDS', message: 'no money' });
+    await expect(compute.for([1], (i: number) => i).exec()).rejects.toEqual(expect.objectContaining({ code: ErrorCode.ENOFUNDS, message: 'no money' }));
+    socket.answer = () => ({ ok: false, code: 'EWHATEVER', message: 'odd' });
+    await expect(compute.for([1], (i: number) => i).exec()).rejects.toEqual(codeMatching(ErrorCode.ESCHEDULER));
+    socket.answer = () => ({ ok: 'maybe' });
+    await expect(compute.for([1], (i: number) => i).exec()).rejects.toEqual(codeMatching(ErrorCode.ESCHEDULER));
+  });
+
+  it('says which scheduler did not answer when an ack times out', async () => {
+    const { socket, compute } = setup();
+    socket.connected = false;
+    socket.answer = () => {
+      socket.receive('connect_error', new Error('ECONNREFUSED'));
+      throw new Error('operation has timed out');
+    };
+    await expect(compute.for([1], (i: number) => i).exec()).rejects.toEqual(
+      expect.objectContaining({ code: ErrorCode.ESCHEDULER, message: expect.stringMatching(/scheduler\.test:4000.*did not answer deploy.*ECONNREFUSED/) }),
+    );
+  });
+
+  it('drops events of jobs it is not waiting for', async () => {
+    const { socket, compute, connection } = setup();
+    socket.answer = () => ({ ok: true, status: jobStatus(jobId, { runStatus: 'cancelled' }) });
+    await compute.cancel(jobId); // opens the socket, deploys nothing
+    const sink = { onStatus: jest.fn(), onResults: jest.fn(), onConsole: jest.fn(), onCustom: jest.fn(), onSliceError: jest.fn(), onEnd: jest.fn() };
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
+    connection.attach(jobId, sink);
+    expect(sink.onResults).not.toHaveBeenCalled();
+  });
+
+  it('reads job status and result pages over REST, with the scheduler error codes', async () => {
+    const { connection } = setup();
+    globalThis.fetch = jest.fn(async (url: string | URL | Request) => {
+      if (String(url).endsWith('/missing')) return new Response(JSON.stringify({ code: 'ENOTFOUND', message: 'no such job' }), { status: 404 });
+      return new Response(JSON.stringify(jobStatus(jobId, { total: 3 })), { status: 200 });
+    }) as typeof fetch;
+    await expect(connection.getStatus(jobId)).resolves.toMatchObject({ jobId, total: 3, owner: testWallet.address });
+    await expect(connection.getStatus('missing')).rejects.toEqual(expect.objectContaining({ code: ErrorCode.ENOTFOUND, message: 'no such job' }));
+  });
+});

@@ -1,0 +1,455 @@
+import { io, type Socket } from 'socket.io-client';
+import type { z } from 'zod';
+import {
+  CommuneError,
+  DeployReplySchema,
+  ErrorCode,
+  ErrorReplySchema,
+  JobConsoleEventSchema,
+  JobCustomEventSchema,
+  JobEndEventSchema,
+  JobResultsEventSchema,
+  JobSliceErrorEventSchema,
+  JobStatusSchema,
+  Namespaces,
+  OwnerRequestHeaders,
+  OwnerRequestSchema,
+  ResultsPageSchema,
+  signPayload,
+  newId,
+  Limits,
+  type ClientToSchedulerEvents,
+  type ConsoleEntry,
+  type CustomEvent,
+  type DeployRequest,
+  type JobActionRequest,
+  type JobStatus,
+  type ResultsPage,
+  type SchedulerToClientEvents,
+  type SliceError,
+  type SliceResult,
+} from '@commune/protocol';
+
+/**
+ * The SDK's link to one scheduler: the `/client` socket.io namespace for deploys, actions and
+ * job events, and REST on the same base URL for status and result pages. The socket opens on
+ * the first deploy and closes when no job needs it, so a program whose jobs are done exits.
+ */
+
+/** The part of a job's status the SDK acts on: JobStatus from the scheduler, or a local run's. */
+export type RunSnapshot = Pick<JobStatus, 'runStatus' | 'total' | 'distributed' | 'computed' | 'failure' | 'meanSliceProfile'>;
+
+/** Where a connection delivers the events of one job. */
+export interface JobEventSink {
+  onStatus(status: RunSnapshot): void;
+  onResults(results: SliceResult[]): void;
+  onConsole(entries: ConsoleEntry[]): void;
+  onCustom(events: CustomEvent[]): void;
+  onSliceError(sliceIndex: number, error: SliceError): void;
+  /** The job finished, was cancelled or failed. May be called more than once; the first call counts. */
+  onEnd(status: RunSnapshot): void;
+}
+
+export interface DeployAccepted {
+  jobId: string;
+  total: number;
+  receipt: string;
+}
+
+/** What a job handle needs from a scheduler; a test can supply its own. */
+export interface SchedulerLink {
+  readonly url: URL;
+  /**
+   * Sends a signed deploy. Events of not-yet-acknowledged jobs are held from now on; after a
+   * successful deploy the caller must call attach() (which delivers them) for the returned id.
+   */
+  deploy(request: DeployRequest): Promise<DeployAccepted>;
+  /**
+   * Starts delivering the job's events to `sink`, first those that arrived before the ack.
+   * `results: false` (a non-collating job without `result` listeners) keeps its results off the
+   * socket after a reconnect, as the deploy did.
+   */
+  attach(jobId: string, sink: JobEventSink, options?: { results?: boolean }): void;
+  /**
+   * Follows a job deployed elsewhere (compute.resume): subscribes to its events (its results too
+   * unless `results` is false), delivers them to `sink`, and resolves with its status.
+   */
+  follow(jobId: string, sink: JobEventSink, results: boolean): Promise<JobStatus>;
+  /** Starts pushing a followed job's results to `sink` (a `result` listener was added to a non-collating job). */
+  wantResults(jobId: string, sink?: JobEventSink): void;
+  /**
+   * A REST request relative to the scheduler URL. With a signer it is owner-signed
+   * (protocol OwnerRequestSchema). Resolves with the JSON body; a scheduler error reply rejects
+   * with its code.
+   */
+  rest(method: 'GET' | 'DELETE' | 'POST', relativePath: string, signer?: RequestSigner): Promise<unknown>;
+  /** Stops delivering the job's events to `sink` (to every sink when omitted). */
+  detach(jobId: string, sink?: JobEventSink): void;
+  jobAction(request: JobActionRequest): Promise<JobStatus>;
+  getStatus(jobId: string): Promise<JobStatus>;
+  getResultsPage(jobId: string, after: number, limit: number): Promise<ResultsPage>;
+}
+
+export interface ConnectionOptions {
+  /** How long a deploy or action waits for its acknowledgement (including connecting). */
+  ackTimeoutMs?: number;
+  /** How long one REST request may take. */
+  requestTimeoutMs?: number;
+  /** Events held for jobs whose deploy is not acknowledged yet, over all such jobs. */
+  maxHeldEvents?: number;
+  /** For tests: makes the socket instead of socket.io-client. */
+  socketFactory?: (url: string) => ClientSocket;
+}
+
+export type ClientSocket = Pick<Socket<SchedulerToClientEvents, ClientToSchedulerEvents>, 'on' | 'emit' | 'timeout' | 'connect' | 'disconnect' | 'connected'>;
+
+/** What signs owner requests: a wallet's two methods. */
+export interface RequestSigner {
+  getAddress(): Promise<string>;
+  signMessage(message: string): Promise<string>;
+}
+
+const defaults = { ackTimeoutMs: 30_000, requestTimeoutMs: 30_000, maxHeldEvents: 100_000 } as const;
+/** After the server closes our socket, wait this long before reconnecting. */
+const serverDisconnectRetryMs = 1_000;
+
+type HeldEvent = (sink: JobEventSink) => void;
+
+export class SchedulerConnection implements SchedulerLink {
+  readonly url: URL;
+  private readonly options: Required<Omit<ConnectionOptions, 'socketFactory'>> & Pick<ConnectionOptions, 'socketFactory'>;
+  private socket: ClientSocket | undefined;
+  /** Per job, every handle following it (a job and its compute.resume() handle may both). */
+  private readonly sinks = new Map<string, SinkHub>();
+  private readonly held = new Map<string, HeldEvent[]>();
+  private heldCount = 0;
+  private pendingDeploys = 0;
+  private pendingActions = 0;
+  private lastConnectError: string | undefined;
+
+  constructor(url: URL, options: ConnectionOptions = {}) {
+    // A trailing slash makes relative REST paths land under any path prefix of the base URL.
+    this.url = new URL(url.href.endsWith('/') ? url.href : url.href + '/');
+    this.options = { ...defaults, ...options };
+  }
+
+  // ------------------------------------------------------------------ socket
+
+  private ensureSocket(): ClientSocket {
+    if (this.socket) return this.socket;
+    const namespaceUrl = new URL(Namespaces.client, this.url).href;
+    const socket: ClientSocket = this.options.socketFactory
+      ? this.options.socketFactory(namespaceUrl)
+      : io(namespaceUrl, { transports: ['websocket'], forceNew: true });
+    socket.on('connect', () => {
+      this.lastConnectError = undefined;
+      this.resubscribe(socket);
+    });
+    socket.on('connect_error', (error: Error) => {
+      this.lastConnectError = error.message;
+    });
+    socket.on('disconnect', (reason: string) => {
+      // socket.io reconnects by itself after transport failures, but not when the server closed
+      // the socket (a replica shutting down does that): reconnect then too while jobs are in flight.
+      if (reason === 'io server disconnect' && this.socket === socket && this.busy()) {
+        setTimeout(() => {
+          if (this.socket === socket && !socket.connected && this.busy()) socket.connect();
+        }, serverDisconnectRetryMs);
+      }
+    });
+    this.listen(socket, 'job:status', JobStatusSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onStatus(event) }));
+    this.listen(socket, 'job:results', JobResultsEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onResults(event.results) }));
+    this.listen(socket, 'job:console', JobConsoleEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onConsole(event.entries) }));
+    this.listen(socket, 'job:custom', JobCustomEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onCustom(event.events) }));
+    this.listen(socket, 'job:slice-error', JobSliceErrorEventSchema, (event) => ({
+      jobId: event.jobId,
+      deliver: (sink) => sink.onSliceError(event.sliceIndex, event.error),
+    }));
+    this.listen(socket, 'job:end', JobEndEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onEnd(event.status) }));
+    this.socket = socket;
+    return socket;
+  }
+
+  private listen<S extends z.ZodType>(
+    socket: ClientSocket,
+    name: keyof SchedulerToClientEvents,
+    schema: S,
+    route: (event: z.infer<S>) => { jobId: string; deliver: HeldEvent },
+  ): void {
+    (socket.on as (name: string, listener: (raw: unknown) => void) => void)(name, (raw: unknown) => {
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) {
+        process.emitWarning(`@commune/client ignored a malformed ${name} from ${this.url.href}: ${parsed.error.message}`);
+        return;
+      }
+      const { jobId, deliver } = route(parsed.data);
+      this.dispatch(jobId, deliver);
+    });
+  }
+
+  private dispatch(jobId: string, deliver: HeldEvent): void {
+    const sink = this.sinks.get(jobId);
+    if (sink) {
+      deliver(sink);
+      return;
+    }
+    // The scheduler joins us to a job's room before it acks the deploy, so a job's first
+    // events can beat its id to us. Hold them (bounded) until attach(); results dropped here
+    // are fetched over REST when the job ends, so dropping never loses one.
+    if (this.pendingDeploys === 0 || this.heldCount >= this.options.maxHeldEvents) return;
+    const list = this.held.get(jobId) ?? [];
+    list.push(deliver);
+    this.held.set(jobId, list);
+    this.heldCount++;
+  }
+
+  /** After a reconnect the socket is in no room: rejoin every job in flight and catch up on its status. */
+  private resubscribe(socket: ClientSocket): void {
+    for (const jobId of this.sinks.keys()) {
+      socket
+        .timeout(this.options.ackTimeoutMs)
+        .emitWithAck('subscribe', this.sinks.get(jobId)?.wantsResults === false ? { jobId, results: false } : { jobId })
+        // A refused re-subscribe (the job is gone from the scheduler's live state) still leaves
+        // its status readable over REST: settle the job from that rather than wait forever.
+        .then(async (reply: unknown) => parseStatusReply(reply) ?? (await this.getStatus(jobId)))
+        .then((status) => {
+          const sink = this.sinks.get(jobId);
+          if (!sink) return;
+          sink.onStatus(status);
+          if (status.runStatus !== 'running' && status.runStatus !== 'paused') sink.onEnd(status);
+        })
+        .catch(() => {
+          // A failed re-subscribe is retried on the next reconnect; the end-of-job REST
+          // fetch recovers any results missed meanwhile.
+        });
+    }
+  }
+
+  private busy(): boolean {
+    return this.sinks.size > 0 || this.pendingDeploys > 0 || this.pendingActions > 0;
+  }
+
+  private release(): void {
+    if (this.busy()) return;
+    this.clearHeld();
+    if (this.socket) {
+      this.socket.disconnect();
+      this.socket = undefined;
+    }
+  }
+
+  private clearHeld(): void {
+    this.held.clear();
+    this.heldCount = 0;
+  }
+
+  private async request<T>(name: 'deploy' | 'job:action' | 'subscribe', payload: unknown): Promise<T> {
+    const socket = this.ensureSocket();
+    try {
+      const emitter = socket.timeout(this.options.ackTimeoutMs) as unknown as { emitWithAck(name: string, payload: unknown): Promise<T> };
+      return await emitter.emitWithAck(name, payload);
+    } catch (error) {
+      const connected = socket.connected ? '' : ` (not connected${this.lastConnectError ? `: ${this.lastConnectError}` : ''})`;
+      throw new CommuneError(
+        ErrorCode.ESCHEDULER,
+        `the scheduler at ${this.url.href} did not answer ${name} within ${this.options.ackTimeoutMs} ms${connected}`,
+        { cause: error instanceof Error ? error.message : String(error) },
+      );
+    }
+  }
+
+  // ------------------------------------------------------------------ SchedulerLink
+
+  async deploy(request: DeployRequest): Promise<DeployAccepted> {
+    this.pendingDeploys++;
+    let accepted = false;
+    try {
+      const raw = await this.request<unknown>('deploy', request);
+      const reply = DeployReplySchema.safeParse(raw);
+      if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed deploy reply: ${reply.error.message}`);
+      if (!reply.data.ok) throw replyError(reply.data);
+      accepted = true;
+      return { jobId: reply.data.jobId, total: reply.data.total, receipt: reply.data.receipt };
+    } finally {
+      if (!accepted) {
+        this.pendingDeploys--;
+        this.release();
+      }
+    }
+  }
+
+  private hubOf(jobId: string): SinkHub {
+    let hub = this.sinks.get(jobId);
+    if (!hub) {
+      hub = new SinkHub();
+      this.sinks.set(jobId, hub);
+    }
+    return hub;
+  }
+
+  attach(jobId: string, sink: JobEventSink, options: { results?: boolean } = {}): void {
+    const hub = this.hubOf(jobId);
+    hub.members.set(sink, options.results !== false);
+    this.pendingDeploys = Math.max(0, this.pendingDeploys - 1);
+    const held = this.held.get(jobId);
+    if (held) {
+      this.held.delete(jobId);
+      this.heldCount -= held.length;
+      // Held events arrived for the deploying handle only.
+      for (const deliver of held) {
+        if (this.sinks.get(jobId) !== hub || !hub.members.has(sink)) break;
+        deliver(sink);
+      }
+    }
+    if (this.pendingDeploys === 0) this.clearHeld();
+  }
+
+  async follow(jobId: string, sink: JobEventSink, results: boolean): Promise<JobStatus> {
+    const hub = this.hubOf(jobId);
+    hub.members.set(sink, results);
+    try {
+      const raw = await this.request<unknown>('subscribe', hub.wantsResults ? { jobId } : { jobId, results: false });
+      const status = parseStatusReply(raw);
+      if (status) return status;
+      const error = ErrorReplySchema.safeParse(raw);
+      throw error.success ? replyError(error.data) : new CommuneError(ErrorCode.ESCHEDULER, 'malformed subscribe reply');
+    } catch (error) {
+      this.detach(jobId, sink);
+      throw error;
+    }
+  }
+
+  wantResults(jobId: string, sink?: JobEventSink): void {
+    const hub = this.sinks.get(jobId);
+    if (!hub) return;
+    const before = hub.wantsResults;
+    for (const member of sink ? [sink] : [...hub.members.keys()]) if (hub.members.has(member)) hub.members.set(member, true);
+    if (before || !hub.wantsResults || !this.socket?.connected) return;
+    // Best effort: a lost subscribe is repeated with `results` on the next reconnect.
+    const emitter = this.socket.timeout(this.options.ackTimeoutMs) as unknown as { emitWithAck(name: string, payload: unknown): Promise<unknown> };
+    emitter.emitWithAck('subscribe', { jobId }).catch(() => undefined);
+  }
+
+  detach(jobId: string, sink?: JobEventSink): void {
+    const hub = this.sinks.get(jobId);
+    if (!hub) return;
+    if (sink) hub.members.delete(sink);
+    else hub.members.clear();
+    if (hub.members.size > 0) return;
+    this.sinks.delete(jobId);
+    if (this.socket?.connected) this.socket.emit('unsubscribe', { jobId });
+    this.release();
+  }
+
+  async jobAction(request: JobActionRequest): Promise<JobStatus> {
+    this.pendingActions++;
+    try {
+      const raw = await this.request<unknown>('job:action', request);
+      const status = parseStatusReply(raw);
+      if (status) return status;
+      const error = ErrorReplySchema.safeParse(raw);
+      // `details` (ENOFUNDS: fundsRequired) is passed on when a scheduler sends it.
+      throw error.success ? replyError(error.data, (raw as { details?: unknown }).details) : new CommuneError(ErrorCode.ESCHEDULER, 'malformed job:action reply');
+    } finally {
+      this.pendingActions--;
+      this.release();
+    }
+  }
+
+  async getStatus(jobId: string): Promise<JobStatus> {
+    return JobStatusSchema.parse(await this.getJson(`jobs/${encodeURIComponent(jobId)}`));
+  }
+
+  async getResultsPage(jobId: string, after: number, limit: number): Promise<ResultsPage> {
+    const query = new URLSearchParams({ after: String(after), limit: String(limit) });
+    const page = ResultsPageSchema.safeParse(await this.getJson(`jobs/${encodeURIComponent(jobId)}/results?${query}`));
+    if (!page.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed results page: ${page.error.message}`);
+    return page.data;
+  }
+
+  private async getJson(relative: string): Promise<unknown> {
+    return this.rest('GET', relative);
+  }
+
+  async rest(method: 'GET' | 'DELETE' | 'POST', relative: string, signer?: RequestSigner): Promise<unknown> {
+    const url = new URL(relative, this.url);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (signer) {
+      // Signed over the path and query exactly as they go on the wire (protocol OwnerRequestSchema).
+      const signed = OwnerRequestSchema.parse({
+        method,
+        path: url.pathname + url.search,
+        owner: await signer.getAddress(),
+        nonce: newId('n'),
+        expiresAt: Date.now() + Limits.maxSignatureLifetimeMs / 2,
+      });
+      headers[OwnerRequestHeaders.owner] = signed.owner;
+      headers[OwnerRequestHeaders.nonce] = signed.nonce;
+      headers[OwnerRequestHeaders.expiresAt] = String(signed.expiresAt);
+      headers[OwnerRequestHeaders.signature] = await signPayload(signer, signed);
+    }
+    let response: Response;
+    try {
+      response = await fetch(url, { method, signal: AbortSignal.timeout(this.options.requestTimeoutMs), headers });
+    } catch (error) {
+      throw new CommuneError(ErrorCode.ESCHEDULER, `${method} ${url.href} failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const body: unknown = await response.json().catch(() => undefined);
+    if (!response.ok) {
+      const reply = ErrorReplySchema.safeParse({ ok: false, ...(typeof body === 'object' && body !== null ? body : {}) });
+      if (reply.success) throw replyError(reply.data);
+      throw new CommuneError(response.status === 404 ? ErrorCode.ENOTFOUND : ErrorCode.ESCHEDULER, `${method} ${url.href} answered ${response.status}`);
+    }
+    return body;
+  }
+}
+
+/** Fans a job's events out to every handle following it on one connection. */
+class SinkHub implements JobEventSink {
+  /** Each sink, and whether it wants the job's results pushed. */
+  readonly members = new Map<JobEventSink, boolean>();
+
+  get wantsResults(): boolean {
+    for (const wants of this.members.values()) if (wants) return true;
+    return false;
+  }
+
+  #each(deliver: (sink: JobEventSink) => void): void {
+    for (const sink of [...this.members.keys()]) deliver(sink);
+  }
+
+  onStatus(status: RunSnapshot): void {
+    this.#each((sink) => sink.onStatus(status));
+  }
+  onResults(results: SliceResult[]): void {
+    this.#each((sink) => sink.onResults(results));
+  }
+  onConsole(entries: ConsoleEntry[]): void {
+    this.#each((sink) => sink.onConsole(entries));
+  }
+  onCustom(events: CustomEvent[]): void {
+    this.#each((sink) => sink.onCustom(events));
+  }
+  onSliceError(sliceIndex: number, error: SliceError): void {
+    this.#each((sink) => sink.onSliceError(sliceIndex, error));
+  }
+  onEnd(status: RunSnapshot): void {
+    this.#each((sink) => sink.onEnd(status));
+  }
+}
+
+function parseStatusReply(raw: unknown): JobStatus | undefined {
+  if (typeof raw !== 'object' || raw === null || (raw as { ok?: unknown }).ok !== true) return undefined;
+  const status = JobStatusSchema.safeParse((raw as { status?: unknown }).status);
+  return status.success ? status.data : undefined;
+}
+
+/** A scheduler's error reply as a CommuneError; codes the SDK does not know become ESCHEDULER. */
+export function replyError(reply: { code: string; message: string }, details?: unknown): CommuneError {
+  if (isKnownCode(reply.code)) return new CommuneError(reply.code, reply.message, details ?? undefined);
+  return new CommuneError(ErrorCode.ESCHEDULER, `${reply.code}: ${reply.message}`, { code: reply.code });
+}
+
+export function isKnownCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ErrorCode, code);
+}

@@ -1,0 +1,102 @@
+import { CommuneError, ErrorCode } from '@commune/protocol';
+import { createCompute, type Compute } from './compute.js';
+import { SchedulerConnection, type ConnectionOptions, type SchedulerLink } from './connection.js';
+import type { JobContext, JobSigner } from './job.js';
+import type { LocalExecLimits } from './local-exec.js';
+import { loadKeystore, loadOrCreateDefaultKeystore, locateKeystore, resolveHome } from './keystore.js';
+import { createWallet, type CommuneWallet } from './wallet.js';
+
+export type { CommuneWallet } from './wallet.js';
+
+export interface InitOptions {
+  /** The scheduler's base URL; default COMMUNE_SCHEDULER_URL, else http://localhost:4000. */
+  scheduler?: string | URL;
+  /**
+   * The account that owns and pays for jobs: an ethers Wallet (or any signer), or the path of a
+   * JSON keystore (a bare name is looked up in the home folder). Default: `<home>/default.keystore`,
+   * created on first use.
+   */
+  keystore?: JobSigner | string;
+  /** Passphrase of the `keystore` file; default empty. */
+  passphrase?: string;
+  /** Where keystores live; default COMMUNE_HOME, else ~/.commune. */
+  home?: string;
+  /** Timeouts and limits of the scheduler connection. */
+  connection?: ConnectionOptions;
+  /** The bank's base URL (job.bank, wallet.balance/transfer/history); default COMMUNE_BANK_URL, else http://localhost:4100. */
+  bank?: string | URL;
+  /** Limits localExec() applies, to mirror a scheduler configured otherwise (defaults: Limits). */
+  localExec?: LocalExecLimits;
+}
+
+export interface Commune {
+  compute: Compute;
+  wallet: CommuneWallet;
+}
+
+const defaultSchedulerUrl = 'http://localhost:4000';
+const defaultBankUrl = 'http://localhost:4100';
+
+function urlOf(what: string, value: string | URL): URL {
+  let url: URL;
+  try {
+    url = new URL(String(value));
+  } catch {
+    throw new CommuneError(ErrorCode.EINVAL, `the ${what} URL ${JSON.stringify(String(value))} is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CommuneError(ErrorCode.EINVAL, `the ${what} URL must be http: or https:, not ${url.protocol} (${String(value)})`);
+  }
+  return url;
+}
+
+function schedulerUrlOf(option: string | URL | undefined): URL {
+  const text = option === undefined ? (process.env.COMMUNE_SCHEDULER_URL ?? defaultSchedulerUrl) : String(option);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CommuneError(ErrorCode.EINVAL, `the scheduler URL ${JSON.stringify(text)} is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CommuneError(ErrorCode.EINVAL, `the scheduler URL must be http: or https:, not ${url.protocol} (${text})`);
+  }
+  return url;
+}
+
+/**
+ * Starts the SDK: resolves the scheduler URL and the payment account (creating
+ * `<home>/default.keystore` if it is the one and does not exist yet). Nothing connects to the
+ * scheduler until a job is deployed, so localExec() works without one.
+ */
+export async function init(options: InitOptions | string | URL = {}): Promise<Commune> {
+  const settings: InitOptions = typeof options === 'string' || options instanceof URL ? { scheduler: options } : options;
+  const scheduler = schedulerUrlOf(settings.scheduler);
+  const home = resolveHome(settings.home);
+
+  let account: Promise<JobSigner>;
+  if (settings.keystore === undefined) account = loadOrCreateDefaultKeystore(home);
+  else if (typeof settings.keystore === 'string') {
+    const name = settings.keystore;
+    account = locateKeystore(home, name).then((file) => loadKeystore(file, settings.passphrase ?? ''));
+  } else if (typeof settings.keystore?.signMessage === 'function' && typeof settings.keystore?.getAddress === 'function') {
+    account = Promise.resolve(settings.keystore);
+  } else {
+    throw new CommuneError(ErrorCode.EINVAL, 'init({keystore}) takes an ethers Wallet or the path of a keystore file');
+  }
+  // Fail init, not the first exec, when the keystore cannot be read.
+  await account;
+
+  const bank = urlOf('bank', settings.bank ?? process.env.COMMUNE_BANK_URL ?? defaultBankUrl);
+  const wallet: CommuneWallet = createWallet({ home, account, bank, bankLink: { requestTimeoutMs: settings.connection?.requestTimeoutMs } });
+
+  let link: SchedulerLink | undefined;
+  const context: JobContext = {
+    scheduler,
+    bank,
+    localExec: settings.localExec,
+    link: () => (link ??= new SchedulerConnection(scheduler, settings.connection)),
+    signer: () => account,
+  };
+  return { compute: createCompute(context), wallet };
+}

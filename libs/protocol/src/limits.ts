@@ -1,0 +1,49 @@
+/**
+ * Named limits with the error code each one raises. Services read overrides from their
+ * environment; these are the defaults and the values the SDK checks before it deploys.
+ */
+export const Limits = {
+  /** Work function source plus arguments, bytes. -> EWORKTOOBIG */
+  maxWorkBytes: 1024 * 1024,
+  /** Serialized input set of an array/iterable job, bytes. -> ETOOBIG */
+  maxInputSetBytes: 32 * 1024 * 1024,
+  /** Slices in one job. -> ETOOMANYTASKS */
+  maxSlicesPerJob: 2 ** 50,
+  /** Slices handed out in one task. */
+  maxSlicesPerTask: 1000,
+  /** Serialized result of one slice, bytes. -> ERESULTTOOBIG */
+  maxResultBytes: 1024 * 1024,
+  /** A slice that reports no progress for this long is stopped. -> ENOPROGRESS */
+  progressTimeoutMs: 30_000,
+  /** A slice that runs longer than this is stopped. -> ESLICETOOSLOW */
+  sliceTimeLimitMs: 300_000,
+  /** Sandbox heap, MiB. -> ESANDBOXMEMORY */
+  sandboxMemoryMb: 128,
+  /** Slice failures (work function errors, no progress, memory) before the job is cancelled. -> ETOOMANYERRORS */
+  maxSliceErrorsPerJob: 100,
+  /** Failures of one slice before the job is cancelled with that slice's error. */
+  maxAttemptsPerSlice: 3,
+  /** A task lease lasts this long before its slices are put back. */
+  leaseTimeoutMs: 60_000,
+  /** How far from now a signed request's expiry may lie. -> EEXPIRED */
+  maxSignatureLifetimeMs: 10 * 60_000,
+  /** Results per page of GET /jobs/:id/results. */
+  maxResultsPerPage: 10_000,
+  /** Largest socket.io message, bytes. */
+  maxMessageBytes: 64 * 1024 * 1024,
+  /** Range objects in one multi-range object (compute.for form 3), i.e. nested loops. -> EINVAL */
+  maxRangesPerMultiRange: 32,
+  /** Range objects in one sparse range object. -> EINVAL */
+  maxRangesPerSparseRange: 10_000,
+  /** Range objects in the slice set of one results.list/delete/fetch/stat request. -> EINVAL */
+  maxSliceRangesPerRequest: 256,
+  /** Runs of computed slices per page of results.list. */
+  maxSliceRunsPerPage: 10_000,
+  /** Slices per page of getSliceInfo and of results.stat. */
+  maxSliceInfoPerPage: 1000,
+  /** Jobs in one answer of compute.status(paymentAccount, startTime, endTime). */
+  maxJobsPerStatusList: 500,
+  /** How long a WorkValueQuote from compute.getMarketValue() stays firm. */
+  quoteLifetimeMs: 10 * 60_000,
+} as const;
+export type LimitName = keyof typeof Limits;

@@ -1,0 +1,10 @@
+export { RangeObject } from './range-object.js';
+export { ArrayInputSet } from './array-input-set.js';
+export { SparseRangeObject } from './sparse-range-object.js';
+export { MultiRangeObject, type MultiRangeDimension, type MultiRangeDimensionLike } from './multi-range-object.js';
+export { Distribution, randomSeed, seedOf, splitmix64, type DistributionSpec } from './distribution.js';
+export { type InputSet, inputKey, sliceWindow } from './input-set.js';
+export { toInputSet, inputSetFromDescriptor, isMultiRangeArray, type ToInputSetOptions } from './to-input-set.js';
+export { isRangeLike, isSparseRangeLike, isMultiRangeLike, isDistributionLike, formRange, type SparseRangeDescriptor } from './descriptors.js';
+export { maxIterableElements } from './limits.js';
+export type { RangeNumber } from './numbers.js';

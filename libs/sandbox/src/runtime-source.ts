@@ -1,0 +1,316 @@
+/**
+ * The in-sandbox runtime, as plain JavaScript source that depends on nothing but ECMAScript, so
+ * the same text runs in an isolated-vm context (Node worker, localExec) and in a Web Worker
+ * (browser worker). It is kept as a string rather than a compiled function so that no build
+ * step (coverage instrumentation, downlevelling) can slip host references into it.
+ *
+ * Evaluating the source yields a bootstrap function:
+ *
+ *   bootstrap(report, limits) -> { install(work, args, jobPublic, spreadDatum), runChunk(seq, datums) }
+ *
+ * `bootstrap` defines the sandbox globals (`progress`, `console`, `work`) on `globalThis`.
+ * `install` makes `work` the function this context runs (one job per context).
+ * `runChunk(seq, datums)` runs the work function over each datum in turn, inside the sandbox,
+ * and resolves with the number of slices it finished. As it goes it calls
+ * `report(kind, seq, position, a, b, c)`, `position` being the datum's index in `datums`:
+ *
+ *   RuntimeReport.ok        a: result as JSON text (null for undefined), b: elapsed ms
+ *   RuntimeReport.error     a: { code, name, message, stack? }, b: elapsed ms
+ *   RuntimeReport.progress  a: 0..1 to six significant digits, or -1 when indeterminate
+ *                           (the first call of a slice, then at most every progressReportIntervalMs),
+ *                           b: the argument given to progress() (a number, a string cut to 100
+ *                           characters, or null), c: calls not reported since the previous report
+ *   RuntimeReport.console   a: level, b: message, c: same (identical messages folded, or undefined)
+ *   RuntimeReport.custom    a: event name, b: value as JSON text
+ *
+ * Exactly one of ok/error is reported per datum, and every report about a datum comes before
+ * its ok/error, so a host learns which datum is running from the count of outcomes so far.
+ * The host is expected to call `report` asynchronously and cheaply (an ivm.Callback with
+ * `ignored: true`, or postMessage).
+ *
+ * The host removes globals that are not ECMAScript before bootstrap if its environment has any
+ * (isolated-vm contexts have none beyond V8's `console`, which bootstrap replaces).
+ */
+export const RuntimeReport = { ok: 0, error: 1, progress: 2, console: 3, custom: 4 } as const;
+export type RuntimeReportKind = (typeof RuntimeReport)[keyof typeof RuntimeReport];
+
+export interface RuntimeLimits {
+  /** Longest result (and work.emit value), in bytes; JSON text longer than this many characters fails at once. */
+  maxResultBytes: number;
+  /** progress() reports the first call of a slice, then at most one per this interval. */
+  progressReportIntervalMs: number;
+  /** Console entries reported per slice; the rest are counted and summarised at the slice's end. */
+  maxConsoleEntriesPerSlice: number;
+  /** Longest console message, characters; longer ones are cut. */
+  maxConsoleMessageChars: number;
+  /** work.emit() events reported per slice; the rest are dropped and summarised. */
+  maxCustomEventsPerSlice: number;
+}
+
+export const sandboxRuntimeSource: string = String.raw`(function communeSandboxRuntime(report, limits) {
+  'use strict';
+  var OK = 0, ERROR = 1, PROGRESS = 2, CONSOLE = 3, CUSTOM = 4;
+  var global = globalThis;
+  var stringify = JSON.stringify;
+  var dateNow = Date.now;
+  var apply = Reflect.apply;
+  var isArray = Array.isArray;
+  var freeze = Object.freeze;
+  var defineProperty = Object.defineProperty;
+  var keysOf = Object.keys;
+  var objectIs = Object.is;
+  var String_ = String;
+  var Number_ = Number;
+  var TypeError_ = TypeError;
+  var RangeError_ = RangeError;
+  var ErrorProto = Error.prototype;
+  var isPrototypeOf = Object.prototype.isPrototypeOf;
+  var symbolToString = Symbol.prototype.toString;
+  var WeakSet_ = WeakSet;
+  var weakSetHas = WeakSet.prototype.has;
+  var weakSetAdd = WeakSet.prototype.add;
+  var MAX_RESULT = limits.maxResultBytes;
+  var PROGRESS_INTERVAL = limits.progressReportIntervalMs;
+  var MAX_CONSOLE = limits.maxConsoleEntriesPerSlice;
+  var MAX_MESSAGE = limits.maxConsoleMessageChars;
+  var MAX_CUSTOM = limits.maxCustomEventsPerSlice;
+  var PERCENT = /^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*%\s*$/i;
+
+  var current = null;
+  var job = null;
+
+  function safeString(value) {
+    try { return String_(value); } catch (e) { return '[unprintable]'; }
+  }
+
+  function withoutRuntimeFrames(stack) {
+    var lines = stack.split('\n'), kept = [];
+    for (var i = 0; i < lines.length; i++) if (lines[i].indexOf('commune-runtime.js') < 0) kept.push(lines[i]);
+    return kept.join('\n');
+  }
+
+  function describeError(error, code) {
+    var name = 'Error', message, stack;
+    try {
+      if (error !== null && (typeof error === 'object' || typeof error === 'function')) {
+        var n = error.name, m = error.message, s = error.stack;
+        if (typeof n === 'string' && n) name = n;
+        message = typeof m === 'string' ? m : safeString(error);
+        if (typeof s === 'string') stack = withoutRuntimeFrames(s);
+      } else {
+        message = safeString(error);
+      }
+    } catch (e) {
+      message = 'the work function threw a value that cannot be inspected';
+    }
+    var described = { code: code, name: name, message: message };
+    if (stack !== undefined) described.stack = stack;
+    return described;
+  }
+
+  function round6(ratio) { return Number_(ratio.toPrecision(6)); }
+
+  function progress(value) {
+    var ratio;
+    if (value === undefined) {
+      ratio = -1;
+    } else if (typeof value === 'number') {
+      if (!(value >= 0 && value <= 1)) throw new TypeError_('progress(): a number must be between 0 and 1, got ' + value);
+      ratio = value;
+    } else if (typeof value === 'string') {
+      var match = PERCENT.exec(value);
+      if (match === null) throw new TypeError_('progress(): a string must be a percentage such as "50%", got ' + stringify(value));
+      ratio = Number_(match[1]) / 100;
+      if (!(ratio >= 0 && ratio <= 1)) throw new TypeError_('progress(): a percentage must be between 0% and 100%, got ' + stringify(value));
+    } else {
+      throw new TypeError_('progress() accepts a number between 0 and 1, a percentage string such as "50%", or no argument');
+    }
+    var slice = current;
+    if (slice !== null) {
+      var now = dateNow();
+      if (now - slice.progressReportedAt >= PROGRESS_INTERVAL) {
+        slice.progressReportedAt = now;
+        flushSame(slice);
+        var throttled = slice.progressThrottled;
+        slice.progressThrottled = 0;
+        report(PROGRESS, slice.seq, slice.pos, ratio < 0 ? -1 : round6(ratio), typeof value === 'string' ? value.slice(0, 100) : value === undefined ? null : value, throttled);
+      } else {
+        slice.progressThrottled++;
+      }
+    }
+    return true;
+  }
+
+  function formatValue(value) {
+    switch (typeof value) {
+      case 'string': return value;
+      case 'number': return objectIs(value, -0) ? '-0' : String_(value);
+      case 'bigint': return String_(value) + 'n';
+      case 'boolean': case 'undefined': return String_(value);
+      case 'symbol': return apply(symbolToString, value, []);
+      case 'function': return '[Function' + (value.name ? ': ' + value.name : ' (anonymous)') + ']';
+    }
+    if (value === null) return 'null';
+    try {
+      if (apply(isPrototypeOf, ErrorProto, [value])) {
+        var stack = value.stack;
+        return typeof stack === 'string' && stack ? stack : safeString(value.name) + ': ' + safeString(value.message);
+      }
+      var seen = new WeakSet_();
+      var text = stringify(value, function (key, item) {
+        if (typeof item === 'bigint') return String_(item) + 'n';
+        if (typeof item === 'function') return '[Function' + (item.name ? ': ' + item.name : ' (anonymous)') + ']';
+        if (typeof item === 'symbol') return apply(symbolToString, item, []);
+        if (item === undefined) return key === '' ? item : 'undefined';
+        if (item !== null && typeof item === 'object') {
+          if (apply(weakSetHas, seen, [item])) return '[Circular]';
+          apply(weakSetAdd, seen, [item]);
+        }
+        return item;
+      });
+      return text === undefined ? safeString(value) : text;
+    } catch (e) {
+      return safeString(value);
+    }
+  }
+
+  function emitConsole(slice, level, message, same) {
+    if (slice.consoleCount >= MAX_CONSOLE) { slice.consoleDropped++; return; }
+    slice.consoleCount++;
+    report(CONSOLE, slice.seq, slice.pos, level, message, same);
+  }
+
+  function flushSame(slice) {
+    if (slice.same > 0) {
+      var same = slice.same;
+      slice.same = 0;
+      emitConsole(slice, slice.lastLevel, slice.lastMessage, same);
+    }
+  }
+
+  function makeLogger(level) {
+    return function () {
+      var slice = current;
+      if (slice === null) return;
+      var message = '';
+      for (var i = 0; i < arguments.length; i++) {
+        if (i > 0) message += ' ';
+        message += formatValue(arguments[i]);
+        if (message.length > MAX_MESSAGE) break;
+      }
+      if (message.length > MAX_MESSAGE) message = message.slice(0, MAX_MESSAGE) + '... (cut at ' + MAX_MESSAGE + ' characters)';
+      if (slice.lastMessage === message && slice.lastLevel === level) { slice.same++; return; }
+      flushSame(slice);
+      slice.lastLevel = level;
+      slice.lastMessage = message;
+      emitConsole(slice, level, message, undefined);
+    };
+  }
+
+  function emit(name, value) {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+      throw new TypeError_('work.emit(name, value): name must be a string of 1 to 200 characters');
+    }
+    var json;
+    try { json = stringify(value); } catch (e) { throw new TypeError_('work.emit(): the value is not JSON: ' + describeError(e, '').message); }
+    if (json === undefined) {
+      if (value !== undefined) throw new TypeError_('work.emit(): the value is not JSON (' + typeof value + ')');
+      json = 'null';
+    }
+    if (json.length > MAX_RESULT) throw new RangeError_('work.emit(): the value is larger than ' + MAX_RESULT + ' bytes');
+    var slice = current;
+    if (slice === null) return false;
+    if (slice.customCount >= MAX_CUSTOM) { slice.customDropped++; return false; }
+    slice.customCount++;
+    report(CUSTOM, slice.seq, slice.pos, name, json);
+    return true;
+  }
+
+  function endSlice(slice) {
+    flushSame(slice);
+    if (slice.consoleDropped > 0) {
+      report(CONSOLE, slice.seq, slice.pos, 'warn', slice.consoleDropped + ' more console messages of this slice were dropped (at most ' + MAX_CONSOLE + ' per slice)', undefined);
+    }
+    if (slice.customDropped > 0) {
+      report(CONSOLE, slice.seq, slice.pos, 'warn', slice.customDropped + ' more work.emit() events of this slice were dropped (at most ' + MAX_CUSTOM + ' per slice)', undefined);
+    }
+  }
+
+  function define(name, value) {
+    defineProperty(global, name, { value: value, writable: true, enumerable: false, configurable: true });
+  }
+
+  define('progress', progress);
+  define('console', freeze({
+    log: makeLogger('log'),
+    debug: makeLogger('debug'),
+    info: makeLogger('info'),
+    warn: makeLogger('warn'),
+    error: makeLogger('error'),
+  }));
+
+  function deepFreeze(value) {
+    if (value !== null && typeof value === 'object') {
+      freeze(value);
+      var keys = keysOf(value);
+      for (var i = 0; i < keys.length; i++) deepFreeze(value[keys[i]]);
+    }
+    return value;
+  }
+
+  function install(work, args, jobPublic, spreadDatum) {
+    if (typeof work !== 'function') throw new TypeError_('work is not a function');
+    job = { work: work, args: isArray(args) ? args : [], spread: spreadDatum === true };
+    define('work', freeze({ emit: emit, job: freeze({ public: deepFreeze(jobPublic || {}) }) }));
+  }
+
+  async function runChunk(seq, datums) {
+    var work = job.work, args = job.args, spread = job.spread, count = datums.length;
+    for (var pos = 0; pos < count; pos++) {
+      var slice = {
+        seq: seq, pos: pos, startedAt: dateNow(), progressReportedAt: -Infinity, progressThrottled: 0,
+        lastLevel: null, lastMessage: null, same: 0, consoleCount: 0, consoleDropped: 0,
+        customCount: 0, customDropped: 0,
+      };
+      current = slice;
+      var kind = OK, payload;
+      try {
+        var datum = datums[pos];
+        var result;
+        if (spread && isArray(datum)) result = apply(work, undefined, datum.concat(args));
+        else if (args.length === 0) result = work(datum);
+        else result = apply(work, undefined, [datum].concat(args));
+        if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof result.then === 'function') {
+          result = await result;
+          current = slice;
+        }
+        var json;
+        try {
+          json = stringify(result);
+        } catch (e) {
+          throw new TypeError_('the result is not JSON-serialisable: ' + describeError(e, '').message);
+        }
+        if (json === undefined) {
+          if (result !== undefined) throw new TypeError_('the result is not JSON-serialisable (' + typeof result + ')');
+          json = 'null';
+        }
+        if (json.length > MAX_RESULT) {
+          kind = ERROR;
+          payload = { code: 'ERESULTTOOBIG', name: 'RangeError', message: 'the result is larger than ' + MAX_RESULT + ' bytes' };
+        } else {
+          payload = json;
+        }
+      } catch (error) {
+        kind = ERROR;
+        payload = describeError(error, 'EWORKFUNCTION');
+      }
+      current = slice;
+      endSlice(slice);
+      current = null;
+      report(kind, seq, pos, payload, dateNow() - slice.startedAt);
+    }
+    return count;
+  }
+
+  return { install: install, runChunk: runChunk };
+})`;
