@@ -51,7 +51,18 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
     return socket;
   }
   async function lease(worker: TestWorkerSocket, jobId: string, maxSlices: number): Promise<Task> {
-    return waitFor(`a task of ${jobId}`, async () => (await request<TaskGrant>(worker, 'task:request', { maxSlices })).tasks.find((t) => t.jobId === jobId));
+    try {
+      return await waitFor(`a task of ${jobId}`, async () => (await request<TaskGrant>(worker, 'task:request', { maxSlices })).tasks.find((t) => t.jobId === jobId));
+    } catch (error) {
+      // Say what dispatch saw, so a failure here tells which side stalled (escrow, queue, leases).
+      const { Redis } = await import('ioredis');
+      const redis = new Redis(env.REDIS_URL!);
+      const key = `${env.REDIS_PREFIX}:job:${jobId}`;
+      const [job, requeue, ready] = await Promise.all([redis.hgetall(key), redis.lrange(`${key}:requeue`, 0, -1), redis.zrange(`${env.REDIS_PREFIX}:ready`, 0, -1)]);
+      redis.disconnect();
+      const status = await (await fetch(`${scheduler.url}/jobs/${jobId}`)).json();
+      throw new Error(`${(error as Error).message}; redis job ${JSON.stringify(job)}, requeue ${JSON.stringify(requeue)}, ready ${JSON.stringify(ready)}, status ${JSON.stringify(status)}`);
+    }
   }
   async function complete(worker: TestWorkerSocket, task: Task, elapsedMs = 1) {
     return request(worker, 'task:results', { taskId: task.taskId, jobId: task.jobId, outcomes: task.slices.map((s) => ({ sliceIndex: s.sliceIndex, status: 'ok', value: s.datum, elapsedMs })) });

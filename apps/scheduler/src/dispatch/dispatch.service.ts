@@ -30,6 +30,8 @@ export class DispatchService {
   private readonly logger = new Logger(DispatchService.name);
   /** Tasks granted per request, so one request can fill a worker from several small jobs. */
   static readonly maxTasksPerGrant = 4;
+  /** Leases one grant may take, counting those it has to give back. */
+  static readonly maxLeaseAttemptsPerGrant = 8;
   /** Jobs whose requirements check a session remembers. */
   static readonly maxRememberedFits = 64;
 
@@ -46,7 +48,9 @@ export class DispatchService {
     // First-lease times for results.stat: written while the next lease is taken, awaited before the grant goes out.
     const journalWrites: Array<Promise<void>> = [];
     let wanted = maxSlices;
-    while (wanted > 0 && tasks.length < DispatchService.maxTasksPerGrant) {
+    // Leases given back (unknown job, requirements race) count too, so a grant always ends.
+    let attempts = 0;
+    while (wanted > 0 && tasks.length < DispatchService.maxTasksPerGrant && attempts++ < DispatchService.maxLeaseAttemptsPerGrant) {
       const taskId = newId('t');
       // Checked before leasing: the candidates the lease script looks at whose requirements this worker does not meet.
       const skip = await this.unfitCandidates(session);

@@ -28,6 +28,15 @@ describe(JobCatalog.name, () => {
     const { repository } = repositoryOf({});
     expect(await new JobCatalog(repository).get('j_missing')).toBeNull();
   });
+  it('does not remember an unknown job as gone: a later lookup finds it once stored', async () => {
+    const jobs: Record<string, Partial<StoredJob>> = {};
+    const { repository, loads } = repositoryOf(jobs);
+    const catalog = new JobCatalog(repository);
+    expect(await catalog.get('j_late')).toBeNull();
+    jobs.j_late = {};
+    expect((await catalog.get('j_late'))?.id).toBe('j_late');
+    expect(loads).toEqual(['j_late', 'j_late']);
+  });
   it('evicts least recently used jobs beyond maxCachedBytes', async () => {
     const big = 'x'.repeat(JobCatalog.maxCachedBytes / 2 + 1);
     const { repository, loads } = repositoryOf({ j_1: { inputSet: { kind: 'array', values: [big] } }, j_2: { inputSet: { kind: 'array', values: [big] } } });

@@ -29,7 +29,11 @@ export class JobCatalog {
       return cached;
     }
     const loading = this.jobs.find(jobId).then((job) => {
-      if (!job) return null;
+      if (!job) {
+        // Not cached: an unknown id is asked about again next time rather than remembered as gone.
+        if (this.cache.get(jobId) === loading) this.cache.delete(jobId);
+        return null;
+      }
       // Plain range descriptors are a few bytes; arrays and sparse lists can be large.
       const bytes = job.work.length + JSON.stringify(job.arguments).length + (job.inputSet.kind === 'range' ? 0 : JSON.stringify(job.inputSet).length);
       if (this.cache.get(jobId) === loading) {

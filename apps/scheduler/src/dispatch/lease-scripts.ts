@@ -223,12 +223,17 @@ end
 return 1
 `;
 
-/** Raises how many slices a paid job's escrow covers and makes it ready again. ARGV: prefix, jobId, escrowed. */
+/**
+ * Raises how many slices a paid job's escrow covers and makes it ready again. It never lowers it:
+ * escrow steps that finish out of order (deploy, re-escrow, job.escrow()) cannot undo each other.
+ * ARGV: prefix, jobId, escrowed.
+ */
 export const setEscrowedScript = releaseTaskFunction + `
 local P, jobId, escrowed = ARGV[1], ARGV[2], ARGV[3]
 local jobKey = P .. ':job:' .. jobId
 if redis.call('EXISTS', jobKey) == 0 then return 0 end
-redis.call('HSET', jobKey, 'escrowed', escrowed)
+local current = tonumber(redis.call('HGET', jobKey, 'escrowed') or '0')
+if tonumber(escrowed) > current then redis.call('HSET', jobKey, 'escrowed', escrowed) end
 if redis.call('HGET', jobKey, 'status') == 'running' then redis.call('ZADD', P .. ':ready', 'NX', ready_min_score(P), jobId) end
 return 1
 `;

@@ -137,6 +137,12 @@ export class LeaseRepository {
     return cursor === null ? null : Number(cursor);
   }
 
+  /** A paid job's dispatch cursor and how many slices its escrow covers in Redis (null when Redis has no such job). */
+  async escrowState(jobId: string): Promise<{ cursor: number; escrowed: number } | null> {
+    const [cursor, escrowed] = await this.redis.hmget(`${this.prefix}:job:${jobId}`, 'cursor', 'escrowed');
+    return cursor === null ? null : { cursor: Number(cursor), escrowed: Number(escrowed ?? 0) };
+  }
+
   async jobState(jobId: string): Promise<{ total: number; cursor: number; status: string; queued: number } | null> {
     const jobKey = `${this.prefix}:job:${jobId}`;
     const [fields, queued] = await Promise.all([this.redis.hmget(jobKey, 'total', 'cursor', 'status'), this.redis.llen(`${jobKey}:requeue`)]);

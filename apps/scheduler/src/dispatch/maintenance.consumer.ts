@@ -10,6 +10,7 @@ import { LeaseRepository } from './lease.repository.js';
 import { MAINTENANCE_QUEUE, MaintenanceQueue } from './maintenance.queue.js';
 import { WorkerNotifier } from './worker-notifier.js';
 import { PaymentsService } from '../payments/payments.service.js';
+import { unitsToDcc } from '../payments/domain/pricing.js';
 
 /**
  * Runs the maintenance jobs on every replica (BullMQ hands each to one of them):
@@ -95,7 +96,10 @@ export class MaintenanceConsumer implements OnApplicationBootstrap, OnModuleDest
       if (!state) {
         // Redis lost this job: everything without a result is found again below.
         this.logger.warn(`job ${job.id} had no dispatch state in Redis; rebuilding it from Postgres`);
-        await this.leases.openJob(job.id, job.total);
+        // A paid job comes back paid: workers below its offer or with no earnings account still skip it.
+        const paid = await this.payments.paidJob(job.id);
+        const offered = paid !== null && paid.offerUnits !== '0';
+        await this.leases.openJob(job.id, job.total, offered ? { offerDcc: unitsToDcc(paid.offerUnits), escrowedSlices: paid.escrowedSlices } : null);
         await this.leases.markExhausted(job.id);
         state = await this.leases.jobState(job.id);
         if (!state) continue;

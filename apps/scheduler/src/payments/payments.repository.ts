@@ -60,10 +60,12 @@ export class PaymentsRepository {
   }
 
   /** Running paid jobs whose escrow does not cover all their slices yet. */
-  async underEscrowed(limit: number): Promise<PaidJob[]> {
+  async underEscrowed(limit: number, holdlessGraceMs: number): Promise<PaidJob[]> {
     const rows = await this.prisma.pool.query<{ id: string }>(
-      "SELECT id FROM jobs WHERE status = 'running' AND offer_units > 0 AND escrowed_slices < total ORDER BY created_at LIMIT $1",
-      [limit],
+      `SELECT id FROM jobs WHERE status = 'running' AND offer_units > 0 AND escrowed_slices < total
+         AND (hold_id IS NOT NULL OR created_at < now() - make_interval(secs => $2::double precision / 1000))
+       ORDER BY created_at LIMIT $1`,
+      [limit, holdlessGraceMs],
     );
     const jobs = await Promise.all(rows.rows.map((row) => this.paidJob(row.id)));
     return jobs.filter((job): job is PaidJob => job !== null);

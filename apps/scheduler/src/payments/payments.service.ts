@@ -28,6 +28,12 @@ export class PaymentsService {
   static readonly maxCachedOffers = 4096;
   /** A hold lives this long unless released (the bank also expires holds of vanished jobs). */
   static readonly holdLifetimeMs = 30 * 24 * 3600 * 1000;
+  /**
+   * A paid job's first escrow belongs to its deploy: re-escrow leaves a job with no hold alone
+   * this long, so the two never race for the same idempotency key (a deploy that died before
+   * making its hold is picked up after it).
+   */
+  static readonly deployEscrowGraceMs = 30_000;
 
   constructor(
     @Inject(SCHEDULER_ENV) private readonly env: SchedulerEnv,
@@ -146,9 +152,13 @@ export class PaymentsService {
   async reescrowRunning(): Promise<string[]> {
     if (!this.bank.enabled) return [];
     const paused: string[] = [];
-    for (const job of await this.repository.underEscrowed(100)) {
-      const distributed = (await this.leases.distributed(job.id)) ?? 0;
-      if (distributed < job.escrowedSlices - Math.floor(this.env.ESCROW_SLICES / 2)) continue;
+    for (const job of await this.repository.underEscrowed(100, PaymentsService.deployEscrowGraceMs)) {
+      const state = await this.leases.escrowState(job.id);
+      if (state === null) continue; // not opened yet (its deploy is escrowing) or forgotten
+      // An escrow step recorded in Postgres whose Redis update was lost: dispatch would wait for
+      // slices that are paid for, so bring Redis up to what the hold covers first.
+      if (state.escrowed < job.escrowedSlices) await this.leases.setEscrowed(job.id, job.escrowedSlices);
+      if (state.cursor < job.escrowedSlices - Math.floor(this.env.ESCROW_SLICES / 2)) continue;
       const outcome = await this.escrowNext(job).catch((error: Error) => {
         this.logger.warn(`re-escrow of ${job.id} failed (retried next run): ${error.message}`);
         return null;
