@@ -1,4 +1,5 @@
 import { type DynamicModule, Module } from '@nestjs/common';
+import { AppliancesModule } from './appliances/appliances.module.js';
 import { SCHEDULER_ENV, type SchedulerEnv } from './config/env.js';
 import { DatabaseModule } from './database/database.module.js';
 import { DispatchModule } from './dispatch/dispatch.module.js';
@@ -15,7 +16,7 @@ export class AppModule {
       global: true,
       providers: [{ provide: SCHEDULER_ENV, useValue: env }],
       exports: [SCHEDULER_ENV],
-      imports: [ObservabilityModule, DatabaseModule, RedisModule, JobsModule, DispatchModule, MarketModule],
+      imports: [ObservabilityModule, DatabaseModule, RedisModule, JobsModule, DispatchModule, MarketModule, AppliancesModule],
     };
   }
 }

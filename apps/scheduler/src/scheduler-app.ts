@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NestFactory } from '@nestjs/core';
 import type { INestApplication } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module.js';
 import { loadSchedulerEnv, type SchedulerEnv } from './config/env.js';
 import { applyMigrations } from '@commune/migrator';
@@ -25,7 +26,10 @@ export async function startScheduler(overrides: Partial<Record<keyof SchedulerEn
   const env = loadSchedulerEnv({ ...process.env, ...overrides });
   const logger = new PinoLogger('scheduler', env.LOG_LEVEL);
   await applyMigrations({ databaseUrl: env.DATABASE_URL, schema: env.DATABASE_SCHEMA, migrationsDir, log: (line) => logger.log(line, 'Migrations') });
-  const app = await NestFactory.create(AppModule.forEnv(env), { logger, abortOnError: false });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forEnv(env), { logger, abortOnError: false });
+  // JSON bodies (appliance publications) may carry up to MAX_WORK_BYTES of sources; above twice that
+  // the body is refused before parsing, below it the appliance checks answer EWORKTOOBIG.
+  app.useBodyParser('json', { limit: Math.max(2 * env.MAX_WORK_BYTES + 64 * 1024, 100 * 1024) });
   const redis = app.get(RedisConnections);
   app.useWebSocketAdapter(new RedisIoAdapter(app, redis.publisher, redis.subscriber, env.MAX_MESSAGE_BYTES, `${env.REDIS_PREFIX}:io`));
   app.enableShutdownHooks();

@@ -3,10 +3,12 @@ import { BigNumber } from 'bignumber.js';
 import { signPayload, type DeployReply, type JobEndEvent, type JobStatus, type Task, type TaskGrant } from '@commune/protocol';
 import { startBank, LedgerService, type BankApp } from '../../bank/src/index.js';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
+import { LeaseRepository } from '../src/dispatch/lease.repository.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
 import { signedDeploy } from '../../../test/support/signing.js';
 import { connectClient, connectWorker, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
 import { io } from 'socket.io-client';
+import { freePort } from '../../../test/support/processes.js';
 
 const units = (dcc: string) => new BigNumber(dcc).times('1e18').toFixed(0);
 
@@ -17,7 +19,7 @@ const units = (dcc: string) => new BigNumber(dcc).times('1e18').toFixed(0);
  */
 describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
   const env = isolatedEnvironment({ SETTLEMENT_INTERVAL_MS: '100', ESCROW_SLICES: '4', MARKET_RATE_DCC_PER_SECOND: '1', MINIMUM_SLICE_PAYMENT_DCC: '0.01' });
-  const bankEnv = { ...env, DATABASE_SCHEMA: `${env.DATABASE_SCHEMA}_bank`, REDIS_PREFIX: `${env.REDIS_PREFIX}_bank`, BANK_SERVICE_TOKEN: 'test-service-token' };
+  const bankEnv: Record<string, string> = { ...env, DATABASE_SCHEMA: `${env.DATABASE_SCHEMA}_bank`, REDIS_PREFIX: `${env.REDIS_PREFIX}_bank`, BANK_SERVICE_TOKEN: 'test-service-token' };
   let bank: BankApp;
   let scheduler: SchedulerApp;
   let ledger: LedgerService;
@@ -25,6 +27,7 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
   let minted = 0;
 
   beforeAll(async () => {
+    bankEnv.PORT = String(await freePort()); // fixed, so the bank can restart where the scheduler expects it
     bank = await startBank(bankEnv);
     ledger = bank.app.get(LedgerService);
     scheduler = await startScheduler({ ...env, BANK_URL: bank.url, BANK_SERVICE_TOKEN: 'test-service-token' });
@@ -58,7 +61,7 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
       const { Redis } = await import('ioredis');
       const redis = new Redis(env.REDIS_URL!);
       const key = `${env.REDIS_PREFIX}:job:${jobId}`;
-      const [job, requeue, ready] = await Promise.all([redis.hgetall(key), redis.lrange(`${key}:requeue`, 0, -1), redis.zrange(`${env.REDIS_PREFIX}:ready`, 0, -1)]);
+      const [job, requeue, ready] = await Promise.all([redis.hgetall(key), redis.lrange(`${key}:requeue`, 0, -1), redis.zrange(`${env.REDIS_PREFIX}:ready`, '0', '-1')]);
       redis.disconnect();
       const status = await (await fetch(`${scheduler.url}/jobs/${jobId}`)).json();
       throw new Error(`${(error as Error).message}; redis job ${JSON.stringify(job)}, requeue ${JSON.stringify(requeue)}, ready ${JSON.stringify(ready)}, status ${JSON.stringify(status)}`);
@@ -165,4 +168,53 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
     // 3 slices at the 0.01 DCC floor; the rest of the 1.5 DCC hold comes back.
     await waitFor('settlement and release', async () => (await balance(earnings)) === units('0.03') && (await balance(owner.address)) === units('1.97'), 15_000);
   }, 30_000);
+
+  it('never lowers the escrow dispatch sees when escrow steps finish out of order, and re-escrow heals a lost Redis update', async () => {
+    const owner = Wallet.createRandom();
+    await fund(owner.address, '100');
+    const client = await connectClient(scheduler.url);
+    sockets.push(client);
+    const reply = await request<DeployReply>(client, 'deploy', await signedDeploy(owner, { work: '(x) => x', slicePaymentOffer: '0.5', inputSet: { kind: 'range', range: { start: 0, end: 99 } } }));
+    if (!reply.ok) throw new Error(reply.message);
+    const leases = scheduler.app.get(LeaseRepository);
+    await waitFor('the first escrow', async () => (await leases.escrowState(reply.jobId))?.escrowed === 4);
+    await leases.setEscrowed(reply.jobId, 12);
+    await leases.setEscrowed(reply.jobId, 8); // a slower, older step finishing last
+    expect((await leases.escrowState(reply.jobId))?.escrowed).toBe(12);
+    // Redis behind Postgres (an update lost with Redis): the next settlement run brings it up to what the hold covers.
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(env.REDIS_URL!);
+    await redis.hset(`${env.REDIS_PREFIX}:job:${reply.jobId}`, 'escrowed', '0');
+    redis.disconnect();
+    await waitFor('re-escrow to restore the escrow dispatch sees', async () => ((await leases.escrowState(reply.jobId))?.escrowed ?? 0) >= 4);
+    const worker = await paidWorker('w_heal_000001', Wallet.createRandom().address);
+    expect((await lease(worker, reply.jobId, 4)).slices).toHaveLength(4);
+    await action(client, owner, reply.jobId, 'cancel');
+  });
+
+  // Last: it restarts the bank.
+  it('settles payments recorded while the bank was down once it is back, each exactly once', async () => {
+    const owner = Wallet.createRandom();
+    const earnings = Wallet.createRandom().address;
+    await fund(owner.address, '10');
+    const client = await connectClient(scheduler.url);
+    sockets.push(client);
+    const reply = await request<DeployReply>(client, 'deploy', await signedDeploy(owner, { work: '(x) => x', slicePaymentOffer: '1', inputSet: { kind: 'range', range: { start: 0, end: 2 } } }));
+    if (!reply.ok) throw new Error(reply.message);
+    await waitFor('the escrow of 3 slices', async () => (await balance(owner.address)) === units('7'));
+    const worker = await paidWorker('w_restart_001', earnings);
+    const task = await lease(worker, reply.jobId, 3);
+    const end = ended(client, reply.jobId);
+    await bank.close();
+    // Accepted while the bank is down: the results and their prices are stored, settlement fails and is retried.
+    await complete(worker, task, 200);
+    expect((await end).status.runStatus).toBe('finished');
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // ~10 settlement runs against a closed port
+    bank = await startBank(bankEnv);
+    ledger = bank.app.get(LedgerService);
+    await waitFor('settlement and release after the restart', async () => (await balance(earnings)) === units('0.6') && (await balance(owner.address)) === units('9.4'), 15_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // more settlement runs: nothing is paid twice
+    expect(await balance(earnings)).toBe(units('0.6'));
+    expect(await balance(owner.address)).toBe(units('9.4'));
+  }, 40_000);
 });

@@ -47,7 +47,7 @@ describe('job requirements and worker capabilities (real Postgres and Redis)', (
     const v8 = await worker('w_requirements_v8', { engine: { v8: true, spidermonkey: false } });
     const refused = await request<TaskGrant>(v8, 'task:request', { maxSlices: 10 });
     expect(refused.tasks).toEqual([]);
-    expect(await status(jobId)).toMatchObject({ runStatus: 'running', distributed: 0, waitingFor: 'no connected worker meets the job requirements' });
+    expect(await status(jobId)).toMatchObject({ runStatus: 'running', distributed: 0, waitingFor: 'no connected worker meets the job requirements and shares its compute groups' });
 
     const sm = await worker('w_requirements_sm', { engine: { spidermonkey: true } });
     const grant = await waitFor('a task for the SpiderMonkey worker', async () => {

@@ -55,6 +55,8 @@ function main(): void {
     },
     version: workerVersion,
     minWage: options.minWage,
+    computeGroups: options.computeGroups,
+    publicGroup: options.publicGroup,
   };
   if (options.earnings !== undefined) hello.earnings = options.earnings;
   // With a bank and an earnings account the worker shows the account's balance (at start and in its summaries).

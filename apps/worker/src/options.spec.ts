@@ -32,7 +32,7 @@ function error(argv: string[], from = sources()): string {
 
 describe(parseCommandLine.name, () => {
   it('uses the defaults: localhost:4000, the available parallelism, no earnings, any wage, no bank, human logs', () => {
-    expect(run([])).toEqual({ scheduler: 'http://localhost:4000', sandboxes: 6, minWage: '0', quiet: false, json: false });
+    expect(run([])).toEqual({ scheduler: 'http://localhost:4000', sandboxes: 6, minWage: '0', quiet: false, json: false, computeGroups: [], publicGroup: true });
   });
 
   it('takes the scheduler from COMMUNE_SCHEDULER_URL when no flag or file names one', () => {
@@ -50,7 +50,20 @@ describe(parseCommandLine.name, () => {
       bank: 'http://10.0.0.1:4100',
       quiet: true,
       json: true,
+      computeGroups: [],
+      publicGroup: true,
     });
+  });
+
+  it('joins compute groups from --join KEY:SECRET (repeatable) and the config file, and leaves the public group on request', () => {
+    const from = sources({ files: { 'g.json': JSON.stringify({ computeGroups: [{ joinKey: 'lab', joinSecret: 'a:b' }], publicGroup: true }) } });
+    expect(run(['--config', 'g.json', '--join', 'gpu-farm:s3cret:with:colons', '--no-public-group'], from)).toMatchObject({
+      computeGroups: [{ joinKey: 'lab', joinSecret: 'a:b' }, { joinKey: 'gpu-farm', joinSecret: 's3cret:with:colons' }],
+      publicGroup: false,
+    });
+    expect(error(['--join', 'nosecret'])).toMatch(/--join nosecret:\.\.\.: must be KEY:SECRET/);
+    expect(error(['--join', 'Bad Key:x'])).toMatch(/join key is 1 to 63 lower-case/);
+    expect(error(['--no-public-group'])).toMatch(/needs at least one --join/);
   });
 
   it('normalises --min-wage to a DCC decimal string with at most 18 decimals', () => {
@@ -85,6 +98,8 @@ describe(parseCommandLine.name, () => {
       bank: 'http://file:4100',
       quiet: true,
       json: false,
+      computeGroups: [],
+      publicGroup: true,
     });
     expect(run(['--config', '/etc/worker.json', '--sandboxes', '1', '--scheduler', 'http://flag:4000', '--min-wage', '1', '--bank', 'https://flag:4100'], from)).toMatchObject({
       scheduler: 'http://flag:4000',

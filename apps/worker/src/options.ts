@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { AddressSchema } from '@commune/protocol';
+import { AddressSchema, ComputeGroupCredentialSchema, ComputeGroupLimits, type ComputeGroupCredential } from '@commune/protocol';
 
 /** What the worker runs with, after flags, config file, environment and defaults are merged. */
 export interface WorkerOptions {
@@ -15,6 +15,10 @@ export interface WorkerOptions {
   bank?: string;
   quiet: boolean;
   json: boolean;
+  /** Compute groups to join (join key + secret); the scheduler refuses the connection if one is wrong. */
+  computeGroups: ComputeGroupCredential[];
+  /** false: run only the jobs of `computeGroups`, none of the public group's. */
+  publicGroup: boolean;
 }
 
 export type ParsedCommandLine =
@@ -95,6 +99,8 @@ export const WorkerConfigFileSchema = z
     bank: BankUrlSchema.optional(),
     quiet: z.boolean().optional(),
     json: z.boolean().optional(),
+    computeGroups: z.array(ComputeGroupCredentialSchema).max(ComputeGroupLimits.maxGroupsPerWorker).optional(),
+    publicGroup: z.boolean().optional(),
   })
   .strict();
 export type WorkerConfigFile = z.infer<typeof WorkerConfigFileSchema>;
@@ -113,8 +119,12 @@ Options:
   --bank URL           bank to show the earnings balance from, with --earnings
                        (default: $COMMUNE_BANK_URL, else none)
   --config FILE        JSON file with any of the keys scheduler, sandboxes, earnings, minWage,
-                       bank, quiet, json; flags override the file, the file overrides the
+                       bank, quiet, json, computeGroups ([{joinKey, joinSecret}]),
+                       publicGroup; flags override the file, the file overrides the
                        environment
+  --join KEY:SECRET    join the compute group KEY with its join secret (repeatable); the
+                       scheduler refuses the worker if a key or secret is wrong
+  --no-public-group    run only jobs of the joined compute groups, none of the public group's
   --quiet              log warnings and errors only
   --json               log one JSON object per line
   -h, --help           show this help
@@ -136,6 +146,8 @@ export function parseCommandLine(argv: string[], sources: OptionSources): Parsed
     config?: string;
     quiet?: boolean;
     json?: boolean;
+    join?: string[];
+    'no-public-group'?: boolean;
   };
   try {
     ({ values } = parseArgs({
@@ -152,6 +164,8 @@ export function parseCommandLine(argv: string[], sources: OptionSources): Parsed
         config: { type: 'string' },
         quiet: { type: 'boolean' },
         json: { type: 'boolean' },
+        join: { type: 'string', multiple: true },
+        'no-public-group': { type: 'boolean' },
       },
     }));
   } catch (error) {
@@ -212,8 +226,23 @@ export function parseCommandLine(argv: string[], sources: OptionSources): Parsed
     bank = parsed.data;
   }
 
+  const computeGroups = [...(file.computeGroups ?? [])];
+  for (const join of values.join ?? []) {
+    const colon = join.indexOf(':');
+    const parsed = ComputeGroupCredentialSchema.safeParse(colon > 0 ? { joinKey: join.slice(0, colon), joinSecret: join.slice(colon + 1) } : null);
+    if (!parsed.success) return { kind: 'error', message: `--join ${join.slice(0, Math.max(colon, 0)) || join}:...: must be KEY:SECRET${colon > 0 ? ` (${describeIssues(parsed.error)})` : ''}` };
+    computeGroups.push(parsed.data);
+  }
+  if (computeGroups.length > ComputeGroupLimits.maxGroupsPerWorker) {
+    return { kind: 'error', message: `a worker joins at most ${ComputeGroupLimits.maxGroupsPerWorker} compute groups (maxGroupsPerWorker)` };
+  }
+  const publicGroup = values['no-public-group'] ? false : file.publicGroup ?? true;
+  if (!publicGroup && computeGroups.length === 0) return { kind: 'error', message: '--no-public-group needs at least one --join: the worker would never get work' };
+
   const options: WorkerOptions = {
     scheduler: schedulerParsed.data,
+    computeGroups,
+    publicGroup,
     sandboxes,
     minWage,
     quiet: values.quiet ?? file.quiet ?? false,

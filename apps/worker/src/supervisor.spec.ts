@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { newId, type SliceOutcome, type Task, type TaskResults, type TaskReturn, type WorkerEvents } from '@commune/protocol';
+import { hashOf, moduleTableHashOf, newId, type ModuleTable, type SliceOutcome, type Task, type TaskResults, type TaskReturn, type WorkerEvents } from '@commune/protocol';
 import { SandboxPool, workHashOf } from '@commune/sandbox';
 import { Earnings } from './earnings.js';
 import { createLogger, type LogLevel } from './log.js';
@@ -337,6 +337,49 @@ describe(Supervisor.name, () => {
     expect(logged(/no work function for hash/, 'error')).toBe(true);
     expect(logged(/does not match its hash/, 'error')).toBe(true);
     expect(outcomesOf(socket)).toEqual([]);
+  });
+
+  describe('modules (job.requires())', () => {
+    const refinerSource = "const { scale } = require('./lib/scale'); exports.refine = (x) => scale(x) + 1;";
+    const scaleSource = 'exports.scale = (x) => x * 2;';
+    const table: ModuleTable = {
+      main: { './refiner': 'refiner.js' },
+      files: [
+        { id: 'refiner.js', hash: hashOf(refinerSource), requires: { './lib/scale': 'lib/scale.js' } },
+        { id: 'lib/scale.js', hash: hashOf(scaleSource), requires: {} },
+      ],
+    };
+    const work = "(x) => progress(1) && require('./refiner').refine(x)";
+    const withModules = (sliceIndexes: number[], first: boolean, overrides: Partial<Task> = {}) =>
+      makeTask(work, sliceIndexes, {
+        modulesHash: moduleTableHashOf(table),
+        ...(first ? { modules: table, moduleSources: [{ hash: hashOf(refinerSource), source: refinerSource }, { hash: hashOf(scaleSource), source: scaleSource }] } : { work: undefined }),
+        ...overrides,
+      });
+
+    it('runs tasks with the module sources sent once, later tasks of the job using its cache by hash', async () => {
+      const { socket, supervisor } = setup();
+      const first = withModules([0, 1], true);
+      const later = [withModules([2, 3], false, { jobId: first.jobId }), withModules([4], false, { jobId: first.jobId })];
+      socket.offered.push(first, ...later);
+      supervisor.start();
+      await waitUntil(() => supervisor.stats.tasksFinished === 3, 5000, 'three tasks');
+      const outcomes = outcomesOf(socket).sort((a, b) => a.sliceIndex - b.sliceIndex);
+      expect(outcomes.map((outcome) => (outcome.status === 'ok' ? outcome.value : outcome.error.message))).toEqual([1, 3, 5, 7, 9]);
+    });
+
+    it('gives back a task whose modules were neither sent nor cached, or whose source does not match its hash', async () => {
+      const { socket, supervisor, logged } = setup();
+      const missing = withModules([5], false, { work: work });
+      const tampered = withModules([6], true, { moduleSources: [{ hash: hashOf(refinerSource), source: 'exports.refine = () => 666;' }] });
+      socket.offered.push(missing, tampered);
+      supervisor.start();
+      await waitUntil(() => socket.sentOf('task:return').length === 2, 2000, 'two returns');
+      expect(socket.sentOf<TaskReturn>('task:return').map((sent) => sent.sliceIndexes)).toEqual([[5], [6]]);
+      expect(logged(/no module table for hash/, 'error')).toBe(true);
+      expect(logged(/a module source does not match its hash/, 'error')).toBe(true);
+      expect(outcomesOf(socket)).toEqual([]);
+    });
   });
 
   it('logs and ignores malformed messages, giving back malformed tasks it can identify', async () => {

@@ -15,15 +15,18 @@ import {
   type SliceOutcome,
   type Task,
   type WorkerToSchedulerEvents,
+  moduleTableHashOf,
+  type ModuleTable,
 } from '@commune/protocol';
-import { workHashOf, type SandboxJob, type SandboxPool } from '@commune/sandbox';
+import { workHashOf, type SandboxJob, type SandboxModules, type SandboxPool } from '@commune/sandbox';
 import { describeEarnings, type EarningsSnapshot, type EarningsSource } from './earnings.js';
 import type { Logger } from './log.js';
+import { WorkerStateLink } from './worker-state.js';
 
 /** The worker's end of the `/worker` namespace. */
 export type WorkerSocket = Socket<SchedulerToWorkerEvents, WorkerToSchedulerEvents>;
 /** What the supervisor needs of a SandboxPool. */
-export type WorkerPool = Pick<SandboxPool, 'size' | 'pending' | 'run' | 'withdraw' | 'cancelJob'>;
+export type WorkerPool = Pick<SandboxPool, 'size' | 'pending' | 'run' | 'withdraw' | 'cancelJob'> & Partial<Pick<SandboxPool, 'updateState'>>;
 
 export interface SupervisorTiming {
   /** Outcomes wait at most this long before they are sent... */
@@ -96,6 +99,11 @@ const maxBufferedEventsPerJob = 10_000;
 const maxBufferedEventCharsPerJob = 4 * 1024 * 1024;
 /** Work sources remembered by hash (the scheduler sends each only once per connection). */
 const maxCachedWorkSources = 64;
+/** Module tables (job.requires()) remembered by hash, like work sources. */
+const maxCachedModuleTables = 64;
+/** Module sources remembered by hash: at most this many, and at most this many characters. */
+const maxCachedModuleSources = 8192;
+const maxCachedModuleSourceChars = 64 * 1024 * 1024;
 const maxReconnectDelayMs = 30_000;
 
 const GrantReplySchema = z.union([ErrorReplySchema, z.object({ tasks: z.array(z.unknown()) })]);
@@ -166,9 +174,16 @@ export class Supervisor {
   private connectFailures = 0;
   private sendsInFlight = 0;
   private readonly workSources = new Map<string, string>();
+  private readonly moduleTables = new Map<string, ModuleTable>();
+  private readonly moduleSources = new Map<string, string>();
+  private moduleSourceChars = 0;
   private readonly tasks = new Map<string, ActiveTask>();
   private readonly tasksByJob = new Map<SandboxJob, ActiveTask>();
   private readonly events = new Map<string, EventBuffer>();
+  /** spec "Shared State": worker.state operations and changes. */
+  private readonly state: WorkerStateLink;
+  /** Tasks whose results wait for their job's state operations to be answered. */
+  private readonly waitingForState = new WeakSet<ActiveTask>();
   /** Slices per second, smoothed; sizes the work buffer. */
   private rate = 0;
   /** Buffer size learned from the sandboxes running dry; halves every rate sample. */
@@ -187,6 +202,7 @@ export class Supervisor {
     this.pool = options.pool;
     this.log = options.log;
     this.reconnectDelayMs = this.timing.reconnectDelayMs;
+    this.state = new WorkerStateLink(this.socket, this.pool, this.log, this.timing.ackTimeoutMs);
   }
 
   /** Slices done (ok or failed) since start. */
@@ -208,6 +224,7 @@ export class Supervisor {
     socket.on('connect_error', (error) => this.onConnectError(error));
     socket.on('work:available', () => this.onWorkAvailable());
     socket.on('job:stop', (event: unknown) => this.onJobStop(event));
+    this.state.start();
     const now = performance.now();
     this.rateSample = { at: now, done: 0 };
     this.summarySample = { at: now, done: 0 };
@@ -262,6 +279,7 @@ export class Supervisor {
     this.reconnectDelayMs = this.timing.reconnectDelayMs;
     this.connectFailures = 0;
     this.log.info(`connected to ${this.options.schedulerUrl} as ${this.options.workerId}`, { event: 'connected', workerId: this.options.workerId });
+    this.state.connected();
     this.pump();
   }
 
@@ -453,7 +471,18 @@ export class Supervisor {
       return;
     }
 
-    const { work: _sent, ...taskWithoutWork } = task;
+    let modules: SandboxModules | undefined;
+    if (task.modulesHash !== undefined) {
+      const resolved = this.resolveModules(task, task.modulesHash);
+      if (typeof resolved === 'string') {
+        this.log.error(`task ${task.taskId}: ${resolved}; giving it back`, { event: 'missing_modules', taskId: task.taskId, jobId: task.jobId });
+        void this.returnSlices(task.taskId, task.jobId, sliceIndexes, 'missing or bad modules');
+        return;
+      }
+      modules = resolved;
+    }
+
+    const { work: _sent, modules: _table, moduleSources: _sources, ...taskWithoutWork } = task;
     const job: SandboxJob = {
       jobId: task.jobId,
       workHash: task.workHash,
@@ -463,6 +492,8 @@ export class Supervisor {
       progressTimeoutMs: task.progressTimeoutMs,
       sliceTimeLimitMs: task.sliceTimeLimitMs,
       spreadDatum: task.spreadDatum,
+      ...(modules ? { modules } : {}),
+      ...(task.state ? { state: task.state } : {}),
     };
     const active: ActiveTask = {
       task: taskWithoutWork,
@@ -485,6 +516,7 @@ export class Supervisor {
     };
     this.tasks.set(task.taskId, active);
     this.tasksByJob.set(job, active);
+    this.state.follow(task.jobId);
     const name = task.public.name ? ` "${task.public.name}"` : '';
     this.log.info(`task ${task.taskId}: job ${task.jobId}${name}, ${task.slices.length} slices`, {
       event: 'task_fetched',
@@ -502,6 +534,8 @@ export class Supervisor {
         onCustom: (jobId, event) => {
           if (!active.dropped) this.queueEvent(jobId, 'custom', event, jsonLength(event.value) + event.event.length);
         },
+        onStateOperation: (jobId, operation) => this.state.operate(jobId, operation),
+        onStateListening: (jobId) => this.state.listen(jobId),
       })
       .catch((error: unknown) => {
         this.log.error(`task ${task.taskId}: the sandbox pool failed: ${messageOf(error)}`, { event: 'pool_error', taskId: task.taskId });
@@ -513,6 +547,52 @@ export class Supervisor {
     this.workSources.delete(hash);
     this.workSources.set(hash, source);
     if (this.workSources.size > maxCachedWorkSources) this.workSources.delete(this.workSources.keys().next().value as string);
+  }
+
+  /**
+   * The task's modules (job.requires()) from what it carries and what this worker cached: sources
+   * and tables arrive once per connection and are kept by hash (checked against it). A string
+   * says what is missing or wrong.
+   */
+  private resolveModules(task: Task, tableHash: string): SandboxModules | string {
+    for (const { hash, source } of task.moduleSources ?? []) {
+      if (workHashOf(source) !== hash) return `a module source does not match its hash ${hash}`;
+      this.rememberModuleSource(hash, source);
+    }
+    let table = this.moduleTables.get(tableHash);
+    if (task.modules !== undefined) {
+      if (moduleTableHashOf(task.modules) !== tableHash) return `its module table does not match its hash ${tableHash}`;
+      table = task.modules;
+    }
+    if (table === undefined) return `no module table for hash ${tableHash} (not sent, not cached)`;
+    this.moduleTables.delete(tableHash);
+    this.moduleTables.set(tableHash, table);
+    if (this.moduleTables.size > maxCachedModuleTables) this.moduleTables.delete(this.moduleTables.keys().next().value as string);
+    const files: SandboxModules['files'] = [];
+    for (const file of table.files) {
+      const source = this.moduleSources.get(file.hash);
+      if (source === undefined) return `no source for module ${file.id} (hash ${file.hash}: not sent, not cached)`;
+      files.push({ ...file, source });
+    }
+    // Used just now: the least recently used sources go first.
+    for (const file of files) this.rememberModuleSource(file.hash, file.source);
+    return { hash: tableHash, main: table.main, files };
+  }
+
+  private rememberModuleSource(hash: string, source: string): void {
+    const known = this.moduleSources.get(hash);
+    if (known !== undefined) {
+      this.moduleSources.delete(hash);
+      this.moduleSources.set(hash, known);
+      return;
+    }
+    this.moduleSources.set(hash, source);
+    this.moduleSourceChars += source.length;
+    while (this.moduleSources.size > maxCachedModuleSources || (this.moduleSourceChars > maxCachedModuleSourceChars && this.moduleSources.size > 1)) {
+      const [oldestHash, oldest] = this.moduleSources.entries().next().value as [string, string];
+      this.moduleSources.delete(oldestHash);
+      this.moduleSourceChars -= oldest.length;
+    }
   }
 
   private onOutcome(active: ActiveTask, outcome: SliceOutcome): void {
@@ -551,6 +631,7 @@ export class Supervisor {
     active.finished = true;
     this.tasks.delete(active.task.taskId);
     this.tasksByJob.delete(active.job);
+    if (![...this.tasks.values()].some((other) => other.task.jobId === active.task.jobId)) this.state.idle(active.task.jobId);
     this.stats.tasksFinished++;
     if (active.dropped) return;
     const { taskId, jobId } = active.task;
@@ -618,6 +699,19 @@ export class Supervisor {
 
   private flushTask(active: ActiveTask): void {
     if (active.buffer.length === 0) return;
+    // A slice's state operations are answered before its result goes: when the job ends, its state is final.
+    const stateSettled = this.state.settled(active.task.jobId);
+    if (stateSettled !== null && !active.dropped) {
+      if (!this.waitingForState.has(active)) {
+        this.waitingForState.add(active);
+        void stateSettled.then(() => {
+          this.waitingForState.delete(active);
+          this.flushTask(active);
+          this.maybeFinish(active);
+        });
+      }
+      return;
+    }
     const outcomes = active.buffer;
     active.buffer = [];
     if (active.dropped || !this.connected || active.connection !== this.connection) return;

@@ -429,9 +429,9 @@ describe('job handle (Compute API properties, methods, events)', () => {
     expect(job.slicePaymentOffer).toBe('0.25');
   });
 
-  it('refuses requirePath, modulePath and computeGroups with EINVAL and deploys nothing', async () => {
+  it('refuses requirePath and modulePath entries that are not directories (strings), and incomplete computeGroups, with EINVAL and deploys nothing', async () => {
     const { link, compute } = setup();
-    for (const change of [(job: Job) => job.requirePath.push('a'), (job: Job) => job.modulePath.push('b'), (job: Job) => job.computeGroups.push({ joinKey: 'k' })]) {
+    for (const change of [(job: Job) => job.requirePath.push(''), (job: Job) => job.modulePath.push(7 as never), (job: Job) => job.computeGroups.push({ joinKey: 'k' })]) {
       const job = compute.for([1], (x: number) => x);
       change(job);
       await expect(job.exec()).rejects.toEqual(codeMatching(ErrorCode.EINVAL));

@@ -32,7 +32,10 @@ import {
 import { Job, makeMarketRate, makeMarketValue, type JobContext, type JobSigner, type MarketValueOffer } from './job.js';
 import { calculateSlicePayment, getMarketValue } from './market.js';
 import { getJobInfo, getSliceInfo, listJobs } from './owner-api.js';
+import { createComputeGroup, getComputeGroup, type CreateComputeGroupOptions } from './compute-groups.js';
+import type { ComputeGroupInfo } from '@commune/protocol';
 import { stats, type Stats } from './stats.js';
+import { applianceClassFor, type ApplianceClass } from './appliance.js';
 
 /**
  * The compute module (spec "Compute API"): compute.for and compute.do make job handles;
@@ -88,6 +91,12 @@ export interface Compute {
   /** The job handle class: every job handle is an instance of compute.Job. */
   readonly Job: typeof Job;
   /**
+   * spec "Appliance Handles": new compute.Appliance(name, version, publishKeystore) defines and
+   * publishes an appliance version; new compute.Appliance(name, versionRange) uses a published one
+   * (appliance.for / appliance.do with a function name). See appliance.ts.
+   */
+  readonly Appliance: ApplianceClass;
+  /**
    * spec "compute.marketValue": a SlicePaymentDescriptor that exec() prices at the scheduler's
    * market rate when it deploys (compute.getMarketValue(): CPUHour / 3600 DCC per slice, the
    * value of one reference-core second), with no limit; marketValue(ratio, max): that rate times
@@ -113,6 +122,13 @@ export interface Compute {
   getSliceInfo(jobId: string): Promise<{ jobId: string; status: JobStatus; slices: SliceInfo[] }>;
   /** spec "compute.getMarketValue": a WorkValueQuote signed by the scheduler, firm until quoteExpiry. */
   getMarketValue(): Promise<WorkValueQuote>;
+  /**
+   * Commune: creates a compute group owned by the default keystore (or `options.owner`); jobs join
+   * it with `job.computeGroups = [{ joinKey, joinSecret }]`, workers with `--join key:secret`.
+   */
+  createComputeGroup(options: CreateComputeGroupOptions & { owner?: JobSigner }): Promise<ComputeGroupInfo>;
+  /** Commune: a compute group's public description. */
+  getComputeGroup(joinKey: string): Promise<ComputeGroupInfo>;
   /** spec "compute.calculateSlicePayment": the DCC a slice with this profile costs at these rates. */
   calculateSlicePayment(sliceProfile: Partial<SliceProfile>, workValue: Partial<Record<keyof WorkValue, BigNumber.Value>>): number;
   /** spec "Distribution Objects": the stats module (`require('stats')` in DCP), the same object as the SDK's `stats` export. */
@@ -284,6 +300,8 @@ export function createCompute(context: JobContext): Compute {
       return new Job(context, { work: parsed.work, arguments: parsed.arguments, inputSet: parsed.inputSet });
     },
     Job,
+    // Appliances run their functions as ordinary jobs of this context; they parse for/do arguments as compute does.
+    Appliance: applianceClassFor({ ...context, forms: { parseForArguments, parseDoArguments, workSourceOf } }),
     marketValue,
     marketRate: makeMarketRate(),
     stats,
@@ -291,6 +309,8 @@ export function createCompute(context: JobContext): Compute {
     getJobInfo: async (jobId: string) => getJobInfo(context.link(), await context.signer(), jobIdOf(jobId)),
     getSliceInfo: async (jobId: string) => getSliceInfo(context.link(), await context.signer(), jobIdOf(jobId)),
     getMarketValue: () => getMarketValue(context.link()),
+    createComputeGroup: async (options: CreateComputeGroupOptions & { owner?: JobSigner }) => createComputeGroup(context.link(), options?.owner ?? (await context.signer()), options),
+    getComputeGroup: (joinKey: string) => getComputeGroup(context.link(), joinKey),
     calculateSlicePayment,
     async cancel(jobId: string) {
       const signer = await context.signer();

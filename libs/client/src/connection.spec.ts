@@ -84,7 +84,8 @@ describe(SchedulerConnection.name, () => {
     socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
     socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
     await running;
-    expect(socket.sent.map((message) => message.name)).toEqual(['deploy', 'unsubscribe']);
+    // state:get: job.state becomes the scheduler's final state when the job ends (spec "Shared State").
+    expect(socket.sent.map((message) => message.name)).toEqual(['deploy', 'state:get', 'unsubscribe']);
     expect(socket.disconnected).toBe(true);
   });
 

@@ -28,6 +28,7 @@ import {
   type SchedulerToClientEvents,
   type SliceError,
   type SliceResult,
+  StateChangeEventSchema,
 } from '@commune/protocol';
 
 /**
@@ -48,6 +49,8 @@ export interface JobEventSink {
   onSliceError(sliceIndex: number, error: SliceError): void;
   /** The job finished, was cancelled or failed. May be called more than once; the first call counts. */
   onEnd(status: RunSnapshot): void;
+  /** spec "Shared State": the job's state changed (after a state:subscribe). */
+  onStateChange?(version: number, state: string): void;
 }
 
 export interface DeployAccepted {
@@ -82,12 +85,14 @@ export interface SchedulerLink {
    * (protocol OwnerRequestSchema). Resolves with the JSON body; a scheduler error reply rejects
    * with its code.
    */
-  rest(method: 'GET' | 'DELETE' | 'POST', relativePath: string, signer?: RequestSigner): Promise<unknown>;
+  rest(method: 'GET' | 'DELETE' | 'POST', relativePath: string, signer?: RequestSigner, body?: unknown): Promise<unknown>;
   /** Stops delivering the job's events to `sink` (to every sink when omitted). */
   detach(jobId: string, sink?: JobEventSink): void;
   jobAction(request: JobActionRequest): Promise<JobStatus>;
   getStatus(jobId: string): Promise<JobStatus>;
   getResultsPage(jobId: string, after: number, limit: number): Promise<ResultsPage>;
+  /** spec "Shared State": a state event with an acknowledgement (see shared-state.ts); the raw reply. */
+  stateRequest?(name: 'state:op' | 'state:get' | 'state:subscribe', payload: unknown): Promise<unknown>;
 }
 
 export interface ConnectionOptions {
@@ -166,6 +171,7 @@ export class SchedulerConnection implements SchedulerLink {
       deliver: (sink) => sink.onSliceError(event.sliceIndex, event.error),
     }));
     this.listen(socket, 'job:end', JobEndEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onEnd(event.status) }));
+    this.listen(socket, 'state:change', StateChangeEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onStateChange?.(event.version, event.state) }));
     this.socket = socket;
     return socket;
   }
@@ -243,7 +249,7 @@ export class SchedulerConnection implements SchedulerLink {
     this.heldCount = 0;
   }
 
-  private async request<T>(name: 'deploy' | 'job:action' | 'subscribe', payload: unknown): Promise<T> {
+  private async request<T>(name: 'deploy' | 'job:action' | 'subscribe' | 'state:op' | 'state:get' | 'state:subscribe', payload: unknown): Promise<T> {
     const socket = this.ensureSocket();
     try {
       const emitter = socket.timeout(this.options.ackTimeoutMs) as unknown as { emitWithAck(name: string, payload: unknown): Promise<T> };
@@ -356,6 +362,16 @@ export class SchedulerConnection implements SchedulerLink {
     }
   }
 
+  async stateRequest(name: 'state:op' | 'state:get' | 'state:subscribe', payload: unknown): Promise<unknown> {
+    this.pendingActions++;
+    try {
+      return await this.request<unknown>(name, payload);
+    } finally {
+      this.pendingActions--;
+      this.release();
+    }
+  }
+
   async getStatus(jobId: string): Promise<JobStatus> {
     return JobStatusSchema.parse(await this.getJson(`jobs/${encodeURIComponent(jobId)}`));
   }
@@ -371,7 +387,7 @@ export class SchedulerConnection implements SchedulerLink {
     return this.rest('GET', relative);
   }
 
-  async rest(method: 'GET' | 'DELETE' | 'POST', relative: string, signer?: RequestSigner): Promise<unknown> {
+  async rest(method: 'GET' | 'DELETE' | 'POST', relative: string, signer?: RequestSigner, payload?: unknown): Promise<unknown> {
     const url = new URL(relative, this.url);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (signer) {
@@ -390,7 +406,10 @@ export class SchedulerConnection implements SchedulerLink {
     }
     let response: Response;
     try {
-      response = await fetch(url, { method, signal: AbortSignal.timeout(this.options.requestTimeoutMs), headers });
+      if (payload !== undefined) headers['content-type'] = 'application/json';
+      response = await fetch(url, {
+        method, signal: AbortSignal.timeout(this.options.requestTimeoutMs), headers, ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
+      });
     } catch (error) {
       throw new CommuneError(ErrorCode.ESCHEDULER, `${method} ${url.href} failed: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -435,6 +454,9 @@ class SinkHub implements JobEventSink {
   }
   onEnd(status: RunSnapshot): void {
     this.#each((sink) => sink.onEnd(status));
+  }
+  onStateChange(version: number, state: string): void {
+    this.#each((sink) => sink.onStateChange?.(version, state));
   }
 }
 

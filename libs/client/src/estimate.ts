@@ -1,4 +1,5 @@
 import { CommuneError, ErrorCode, newId, type JobPublic, type SliceOutcome, type SliceProfile } from '@commune/protocol';
+import type { SandboxModules } from '@commune/sandbox';
 import { isKnownCode } from './connection.js';
 
 export interface EstimateOptions {
@@ -9,6 +10,8 @@ export interface EstimateOptions {
   datum: unknown;
   /** Spread the datum into work(...datum, ...arguments) (multi-range jobs). */
   spreadDatum: boolean;
+  /** job.requires(): the bundled modules. */
+  modules?: SandboxModules;
 }
 
 const msPerHour = 3_600_000;
@@ -36,6 +39,7 @@ export async function estimateSlice(options: EstimateOptions): Promise<SliceProf
         arguments: options.arguments,
         public: options.public,
         spreadDatum: options.spreadDatum,
+        ...(options.modules ? { modules: options.modules } : {}),
       },
       [{ sliceIndex: 0, datum: options.datum }],
       {

@@ -54,6 +54,15 @@ export {
 } from './job.js';
 export { stats, type Stats, type StatsSet } from './stats.js';
 export {
+  Appliance,
+  applianceClassFor,
+  type ApplianceClass,
+  type ApplianceContext,
+  type ApplianceForms,
+  type ApplianceFunctionDefinition,
+  type PublishResult,
+} from './appliance.js';
+export {
   createResultHandle,
   keyOf,
   type RemoteResults,

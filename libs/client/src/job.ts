@@ -9,6 +9,7 @@ import {
   Limits,
   newId,
   signPayload,
+  type ApplianceJobRef,
   type ConsoleEntry,
   type CustomEvent,
   type InputSetDescriptor,
@@ -21,6 +22,11 @@ import {
   type SliceError,
   type SliceProfile,
   type SliceResult,
+  ComputeGroupCredentialSchema,
+  ComputeGroupLimits,
+  type ComputeGroupCredential,
+  workBytesOf,
+  type JobModules,
 } from '@commune/protocol';
 import { ArrayInputSet, inputSetFromDescriptor, type InputSet } from '@commune/ranges';
 import { isKnownCode, type DeployAccepted, type JobEventSink, type RunSnapshot, type SchedulerLink } from './connection.js';
@@ -28,7 +34,10 @@ import { estimateSlice } from './estimate.js';
 import { getMarketValue } from './market.js';
 import { marketOffer, marketRateOf, marketValueMarker, parseSlicePaymentOffer, sameDcc, toUnits, unitsToDcc } from './money.js';
 import { startLocalRun, type LocalExecLimits, type LocalRun } from './local-exec.js';
+import { bundleModules, callerDirectory, moduleRootPath, sandboxModulesOf, type ModuleRequest } from './modules.js';
 import { deleteResults, getJobInfo, listResults, resultPages, sliceSetOf, statPages, type SliceRangeInput } from './owner-api.js';
+import { JobStateController, noStateArbiter, type JobState, type StateArbiter } from './shared-state.js';
+import { ClientStateOperationSchema, StateOperationReplySchema, stateBytes, type StateOperation } from '@commune/protocol';
 import {
   createResultHandle,
   maxCollatedSlices,
@@ -64,6 +73,11 @@ export interface JobDefinition {
   work: string;
   arguments: unknown[];
   inputSet: InputSet;
+  /**
+   * Where the work comes from when it is not known yet: appliance.for / appliance.do fetch the
+   * function's published source on the first exec(), localExec() or estimate() (see appliance.ts).
+   */
+  source?: () => Promise<{ work: string; appliance: ApplianceJobRef }>;
 }
 
 /**
@@ -164,7 +178,7 @@ export interface NoProgressDataEvent extends NoProgressEvent {
  */
 export type ReadyState = 'new' | 'exec' | 'init' | 'preauth' | 'deploying' | 'listeners' | 'deployed';
 
-/** A compute group the job would run in (DCP's computeGroups); Commune has none, so it must stay empty. */
+/** A compute group the job runs in (DCP's computeGroups): its joinKey with the joinSecret, or with the joinHash. */
 export interface ComputeGroup {
   joinKey?: string;
   joinSecret?: string;
@@ -241,6 +255,8 @@ export function slicePaymentOfferToDcc(offer: unknown, marketRateDcc: string = S
 interface PreparedJob {
   work: string;
   arguments: unknown[];
+  /** job.requires(): the bundled modules; counted in maxWorkBytes. */
+  modules?: JobModules;
   descriptor: InputSetDescriptor;
   inputSet: InputSet;
   total: number;
@@ -257,11 +273,13 @@ function jsonRoundTrip(value: unknown, what: string): { json: string; value: unk
   return { json, value: JSON.parse(json) };
 }
 
-function prepare(definition: JobDefinition): PreparedJob {
+function prepare(definition: JobDefinition, modules?: JobModules): PreparedJob {
   const args = jsonRoundTrip(definition.arguments, 'the work arguments');
-  const workBytes = Buffer.byteLength(definition.work) + Buffer.byteLength(args.json);
+  // spec EWORKTOOBIG: "the combined size of the work function and local modules" (arguments too, as the scheduler counts).
+  const workBytes = workBytesOf(definition.work, args.value, modules);
   if (workBytes > Limits.maxWorkBytes) {
-    throw new CommuneError(ErrorCode.EWORKTOOBIG, `the work function and its arguments are ${workBytes} bytes; the limit is ${Limits.maxWorkBytes}`);
+    const what = modules ? `the work function, its arguments and its ${modules.files.length} modules` : 'the work function and its arguments';
+    throw new CommuneError(ErrorCode.EWORKTOOBIG, `${what} are ${workBytes} bytes; the limit is ${Limits.maxWorkBytes}`);
   }
   let descriptor = definition.inputSet.describe();
   let inputSet = definition.inputSet;
@@ -278,7 +296,7 @@ function prepare(definition: JobDefinition): PreparedJob {
   if (total > Limits.maxSlicesPerJob) {
     throw new CommuneError(ErrorCode.ETOOMANYTASKS, `the input set has ${total} slices; the limit is ${Limits.maxSlicesPerJob}`);
   }
-  return { work: definition.work, arguments: args.value as unknown[], descriptor, inputSet, total };
+  return { work: definition.work, arguments: args.value as unknown[], ...(modules ? { modules } : {}), descriptor, inputSet, total };
 }
 
 function isSigner(value: unknown): value is JobSigner {
@@ -350,19 +368,39 @@ export class Job extends EventEmitter {
   readonly work: WorkEmitter;
   /** The result handle of the latest run; set when it starts. */
   results: ResultHandle | undefined;
-  /** spec: pushed on to require.path in the worker. Commune has no module system yet: exec() refuses a non-empty one (EINVAL). */
+  /**
+   * spec: "pushed on to require.path in the worker". Commune bundles modules on the client, so
+   * these are directories searched for packages (bare job.requires() names and their bare
+   * imports) after node_modules, relative to moduleRoot or the working directory.
+   */
   requirePath: string[] = [];
-  /** spec: pushed on to module.path in the sandbox. As requirePath. */
+  /** spec: "pushed on to module.path in the sandbox". As requirePath, searched after it. */
   modulePath: string[] = [];
+  /**
+   * Where job.requires('./relative') names are resolved: a directory (path or file: URL). When
+   * undefined, each name is resolved from the directory of the file that called job.requires().
+   */
+  moduleRoot: string | URL | undefined;
+  /** job.requires() names, with the directory each was declared from. */
+  #moduleRequests: ModuleRequest[] = [];
   /** Compute groups to run in. Commune has none: exec() refuses a non-empty list (EINVAL). */
   computeGroups: ComputeGroup[] = [];
   /** spec: the average measured cost of the slices computed so far; undefined until the first result. */
   meanSliceProfile: SliceProfile | undefined;
   /** Where deployment stands; each change is emitted as `readystatechange` (see ReadyState). */
   readyState: ReadyState = 'new';
+  /**
+   * spec "Shared State": the job's state. Properties set before exec() / localExec() are its
+   * initial state; afterwards set / testAndSet / increment go to the arbiter, `change` is emitted
+   * on this handle when a state from it replaces the data, and when the run ends the data is
+   * the arbiter's final state.
+   */
+  readonly state: JobState;
+  readonly #state: JobStateController;
 
   readonly #context: JobContext;
   #definition: JobDefinition;
+  #appliance: ApplianceJobRef | undefined;
   /** Set on handles made by compute.resume(id): exec() attaches to that job instead of deploying. */
   #resumeOf: string | undefined;
   #remoteRun: Promise<ResultHandle> | undefined;
@@ -395,6 +433,12 @@ export class Job extends EventEmitter {
     this.#context = context;
     this.#definition = definition;
     this.work = new WorkEmitter(this);
+    this.#state = new JobStateController(this, () => this.#stateArbiter());
+    this.state = this.#state.state;
+    // spec: state change events are sent only to clients listening for them.
+    this.on('newListener', (event: string | symbol) => {
+      if (event === 'change') queueMicrotask(() => this.#followState());
+    });
     // A non-collating job's results reach this client only for `result` listeners: ask for them when the first one comes.
     this.on('newListener', (event: string | symbol) => {
       if (event === 'result' && !this.collateResults && this.#run?.link && this.#run.jobId && this.#endSink) this.#run.link.wantResults(this.#run.jobId, this.#endSink);
@@ -428,9 +472,23 @@ export class Job extends EventEmitter {
     this.emit('readystatechange', state);
   }
 
-  /** The work function's source, as it is sent to workers. */
+  /** The work function's source, as it is sent to workers ('' for an appliance job until its first run fetches it). */
   get workSource(): string {
     return this.#definition.work;
+  }
+
+  /** A job made by appliance.for / appliance.do: the appliance version and function it runs (known once its source is fetched). */
+  get appliance(): ApplianceJobRef | undefined {
+    return this.#appliance;
+  }
+
+  /** Fetches the work of an appliance job (once: later runs reuse it, so every run is the same version). */
+  async #loadWork(): Promise<void> {
+    const source = this.#definition.source;
+    if (!source) return;
+    const loaded = await source();
+    this.#definition = { ...this.#definition, work: loaded.work, source: undefined };
+    this.#appliance = loaded.appliance;
   }
 
   /** The arguments passed to the work function after each input. */
@@ -440,6 +498,43 @@ export class Job extends EventEmitter {
 
   get inputSet(): InputSet {
     return this.#definition.inputSet;
+  }
+
+  /**
+   * spec job.requires(): a module (a string) or modules (an array) the work function may
+   * require(). './name' (or '../', '/') is a private module, read from disk when the job runs,
+   * relative to the file calling requires() (or to job.moduleRoot); a bare name is a package from
+   * node_modules. Both are bundled with their dependencies and sent with the job (see modules.ts).
+   * May be called several times before the job is deployed; EPERM after.
+   */
+  requires(modules: string | readonly string[]): this {
+    const names = typeof modules === 'string' ? [modules] : modules;
+    if (!Array.isArray(names) || names.some((name) => typeof name !== 'string' || name.length === 0 || name.length > 1000)) {
+      throw new CommuneError(ErrorCode.EINVAL, 'job.requires(modules): a module name (a non-empty string) or an array of them');
+    }
+    if (this.#remoteRun !== undefined || this.#deployed || this.#resumeOf !== undefined) {
+      throw new CommuneError(ErrorCode.EPERM, 'job.requires() must come before the job is deployed');
+    }
+    const directory = callerDirectory(this.requires);
+    for (const specifier of names) {
+      if (!this.#moduleRequests.some((known) => known.specifier === specifier && known.directory === directory)) this.#moduleRequests.push({ specifier, directory });
+    }
+    return this;
+  }
+
+  /** The names given to job.requires(), in order. */
+  get requiredModules(): readonly string[] {
+    return this.#moduleRequests.map((request) => request.specifier);
+  }
+
+  /** Reads and bundles the job.requires() modules (undefined when there are none). */
+  async #bundleModules(): Promise<JobModules | undefined> {
+    const searchPaths = [...this.requirePath, ...this.modulePath];
+    if (this.#moduleRequests.length === 0) return undefined;
+    return bundleModules(this.#moduleRequests, {
+      ...(this.moduleRoot !== undefined ? { moduleRoot: moduleRootPath(this.moduleRoot) } : {}),
+      searchPaths,
+    });
   }
 
   /** A slice error with nobody listening must not crash the program (Node throws unheard 'error' events). */
@@ -587,7 +682,8 @@ export class Job extends EventEmitter {
     try {
       this.#setReadyState('init');
       const offer = parseSlicePaymentOffer(this.slicePaymentOffer);
-      const prepared = prepare(this.#definition);
+      await this.#loadWork();
+      const prepared = prepare(this.#definition, await this.#bundleModules());
       const run = this.#beginRun(prepared, prepared.total);
       if (prepared.total === 0) {
         // Nothing to compute: complete at once, as [].map() would, rather than deploy an empty job.
@@ -604,6 +700,7 @@ export class Job extends EventEmitter {
       const parsedSpec = JobSpecSchema.safeParse({
         owner: await signer.getAddress(),
         ...this.#deployedBody(prepared, offerDcc),
+        ...(this.computeGroups.length > 0 ? { computeGroups: this.#computeGroupCredentials() } : {}),
         nonce: newId('n'),
         issuedAt,
         expiresAt: issuedAt + signatureLifetimeMs,
@@ -653,10 +750,13 @@ export class Job extends EventEmitter {
       }
       this.#setReadyState('listeners');
       // Delivers what arrived before the ack, after `accepted`.
+      this.#state.version = 0; // job.state is what was deployed
       link.attach(accepted.jobId, sink, { results: resultEvents });
+      this.#followState();
       if (!resultEvents && this.listenerCount('result') > 0) link.wantResults(accepted.jobId, sink); // added by an `accepted` listener
       this.#setReadyState('deployed');
       const final = await ended;
+      await this.#fetchFinalState(run);
       link.detach(accepted.jobId, sink);
       return await this.#finish(run, final);
     } catch (error) {
@@ -692,6 +792,8 @@ export class Job extends EventEmitter {
       const info = await getJobInfo(link, signer, jobId);
       const inputSet = inputSetFromDescriptor(info.inputSet);
       this.#definition = { work: info.work, arguments: info.arguments, inputSet };
+      const origin = info.status.appliance;
+      this.#appliance = origin ? { versionId: origin.versionId, function: origin.function } : undefined;
       this.public = info.public;
       this.requirements = info.requirements;
       this.#deployedOffer = info.slicePaymentOffer;
@@ -745,13 +847,64 @@ export class Job extends EventEmitter {
   #deployedBody(prepared: PreparedJob, slicePaymentOffer = '0') {
     return {
       work: prepared.work,
+      appliance: this.#appliance,
       arguments: prepared.arguments,
       inputSet: prepared.descriptor,
       requirements: this.requirements,
       slicePaymentOffer,
       public: this.public,
       collateResults: this.collateResults,
+      ...(prepared.modules ? { modules: prepared.modules } : {}),
+      ...this.#initialState(),
     };
+  }
+
+  /** The deployed `state` field: job.state as it is now (absent when empty). ESTATETOOBIG over the limit. */
+  #initialState(): { state?: string } {
+    const text = this.#state.text();
+    const bytes = stateBytes(text);
+    if (bytes > Limits.maxStateBytes) throw new CommuneError(ErrorCode.ESTATETOOBIG, `job.state is ${bytes} bytes; the limit is ${Limits.maxStateBytes}`);
+    return text === '{}' ? {} : { state: text };
+  }
+
+  /** Who answers job.state's methods now: the local run, the scheduler the job runs on, or nobody (EJOBSTATE). */
+  #stateArbiter(): StateArbiter {
+    const local = this.#localRun;
+    if (local?.operateState) return { operate: (operation) => local.operateState!(operation) };
+    const run = this.#run;
+    const link = run?.link;
+    const jobId = run?.jobId;
+    if (!link?.stateRequest || !jobId) return noStateArbiter;
+    return {
+      operate: async (operation: StateOperation) => {
+        const signer = this.#signer ?? this.paymentAccount ?? (await this.#context.signer());
+        const request = ClientStateOperationSchema.parse({ jobId, operation, nonce: newId('n'), expiresAt: Date.now() + signatureLifetimeMs });
+        const reply = StateOperationReplySchema.safeParse(await link.stateRequest!('state:op', { request, signature: await signPayload(signer, request) }));
+        if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, 'malformed state:op reply');
+        if (!reply.data.ok) throw new CommuneError(isKnownCode(reply.data.code) ? reply.data.code : ErrorCode.ESCHEDULER, reply.data.message);
+        return reply.data;
+      },
+    };
+  }
+
+  /** A `change` listener on a job running on a scheduler: ask for its state changes (and its state now). */
+  #followState(): void {
+    const run = this.#run;
+    if (!run?.link?.stateRequest || !run.jobId || this.#ending || this.listenerCount('change') === 0) return;
+    run.link.stateRequest('state:subscribe', { jobId: run.jobId }).then(
+      (reply) => this.#state.applyReply(reply),
+      (error: unknown) => process.emitWarning(`@commune/client: following the state of job ${run.jobId} failed: ${(error as Error)?.message ?? String(error)}`),
+    );
+  }
+
+  /** The run ended: job.state becomes the scheduler's final state. */
+  async #fetchFinalState(run: RunState): Promise<void> {
+    if (!run.link?.stateRequest || !run.jobId) return;
+    try {
+      this.#state.applyReply(await run.link.stateRequest('state:get', { jobId: run.jobId }));
+    } catch (error) {
+      process.emitWarning(`@commune/client: reading the final state of job ${run.jobId} failed: ${(error as Error)?.message ?? String(error)}`);
+    }
   }
 
   #beginRun(prepared: PreparedJob, total: number): RunState {
@@ -826,6 +979,7 @@ export class Job extends EventEmitter {
       onConsole: (entries) => this.#emitConsole(entries),
       onCustom: (events) => this.#emitCustom(events),
       onSliceError: (sliceIndex, error) => this.#emitSliceError(sliceIndex, error),
+      onStateChange: (version, state) => this.#state.apply(version, state),
       onEnd: (status) => {
         if (this.#ending) return;
         this.#ending = true;
@@ -1172,7 +1326,8 @@ export class Job extends EventEmitter {
    */
   async estimate(...sample: unknown[]): Promise<SliceProfile> {
     if (this.#resumeOf !== undefined && !this.#deployed) throw new CommuneError(ErrorCode.EJOBSTATE, 'exec() a resumed job before estimating it: its work function is on the scheduler');
-    const prepared = prepare(this.#definition);
+    await this.#loadWork();
+    const prepared = prepare(this.#definition, await this.#bundleModules());
     let datum: unknown;
     if (sample.length > 0) datum = jsonRoundTrip(sample[0], 'the sample datum').value;
     else if (prepared.total > 0) datum = prepared.inputSet.sliceDatum(0);
@@ -1183,17 +1338,37 @@ export class Job extends EventEmitter {
       public: this.public,
       datum,
       spreadDatum: prepared.descriptor.kind === 'multi',
+      modules: sandboxModulesOf(prepared.modules),
     });
   }
 
   /** Commune has no module system and no compute groups yet: refuse rather than run work that would fail. */
   #checkNoModulesOrGroups(): void {
-    if (this.requirePath.length > 0 || this.modulePath.length > 0) {
-      throw new CommuneError(ErrorCode.EINVAL, 'requirePath and modulePath must stay empty: Commune has no module system yet, work functions cannot require() modules');
+    for (const [name, paths] of [['requirePath', this.requirePath], ['modulePath', this.modulePath]] as const) {
+      if (!Array.isArray(paths) || paths.some((path) => typeof path !== 'string' || path.length === 0)) {
+        throw new CommuneError(ErrorCode.EINVAL, `${name} is an array of directories (non-empty strings) searched for packages`);
+      }
     }
-    if (this.computeGroups.length > 0) {
-      throw new CommuneError(ErrorCode.EINVAL, 'computeGroups must stay empty: Commune has no compute groups, every job runs on every worker');
+    this.#computeGroupCredentials();
+  }
+
+  /**
+   * The job's compute groups as deploy credentials: each names its joinKey with a joinSecret or a
+   * joinHash (EINVAL otherwise, before anything is deployed). localExec() checks them the same
+   * way and then ignores them: a local run has no other workers.
+   */
+  #computeGroupCredentials(): ComputeGroupCredential[] {
+    if (this.computeGroups.length > ComputeGroupLimits.maxGroupsPerJob) {
+      throw new CommuneError(ErrorCode.EINVAL, `a job runs in at most ${ComputeGroupLimits.maxGroupsPerJob} compute groups (maxGroupsPerJob)`);
     }
+    return this.computeGroups.map((group, i) => {
+      const credential = group.joinSecret !== undefined ? { joinKey: group.joinKey, joinSecret: group.joinSecret } : { joinKey: group.joinKey, joinHash: group.joinHash };
+      const parsed = ComputeGroupCredentialSchema.safeParse(credential);
+      if (!parsed.success) {
+        throw new CommuneError(ErrorCode.EINVAL, `computeGroups[${i}] needs a joinKey and a joinSecret (or joinHash): ${parsed.error.issues.map((issue) => issue.message).join('; ')}`);
+      }
+      return parsed.data;
+    });
   }
 
   #endFromOutside(status: RunSnapshot): void {
@@ -1232,7 +1407,8 @@ export class Job extends EventEmitter {
     this.#active = true;
     try {
       this.#setReadyState('init');
-      const prepared = prepare(this.#definition);
+      await this.#loadWork();
+      const prepared = prepare(this.#definition, await this.#bundleModules());
       const run = this.#beginRun(prepared, prepared.total);
       run.jobId = newId('j');
       this.id = run.jobId;
@@ -1254,7 +1430,11 @@ export class Job extends EventEmitter {
         // As the scheduler's dispatch: a multi-range datum is the tuple of work's arguments.
         spreadDatum: prepared.descriptor.kind === 'multi',
         limits: this.#context.localExec,
+        modules: sandboxModulesOf(prepared.modules),
+        // spec "Shared State": the client arbitrates a local run's state, starting from job.state.
+        initialState: this.#initialState().state,
       });
+      this.#state.version = 0;
       this.#localRun = localRun;
       try {
         this.emit('accepted', {

@@ -1,6 +1,9 @@
-import { ErrorCode, isCommuneError, Limits, type JobPublic, type SliceError, type SliceProfile } from '@commune/protocol';
+import {
+  decodeState, ErrorCode, isCommuneError, Limits, LocalStateArbiter, type JobPublic, type SliceError, type SliceProfile, type StateObject,
+  type StateOperation, type StateOperationReply,
+} from '@commune/protocol';
 import type { InputSet } from '@commune/ranges';
-import type { SandboxJob, SandboxPool, SliceHooks, SliceInput } from '@commune/sandbox';
+import type { SandboxJob, SandboxModules, SandboxPool, SliceHooks, SliceInput } from '@commune/sandbox';
 import type { JobEventSink, RunSnapshot } from './connection.js';
 
 /**
@@ -26,6 +29,10 @@ export interface LocalRunOptions {
   spreadDatum?: boolean;
   /** The scheduler's limits to apply, where they differ from the defaults in Limits (init's `localExec`). */
   limits?: LocalExecLimits;
+  /** spec "Shared State": job.state as state text when the run starts (absent: {}); the run arbitrates it. */
+  initialState?: string;
+  /** job.requires(): the bundled modules, as on a worker. */
+  modules?: SandboxModules;
 }
 
 /** Limits a local run applies as a scheduler would (defaults: Limits). */
@@ -44,6 +51,8 @@ export interface LocalRun {
   /** Resolves with the final status (finished, failed or cancelled); never rejects. */
   readonly done: Promise<RunSnapshot>;
   cancel(): void;
+  /** job.state.set / testAndSet / increment during the run: the client is the arbiter. */
+  operateState?(operation: StateOperation): Promise<Extract<StateOperationReply, { ok: true }>>;
 }
 
 /** Status events at most this often; the final status always goes out. */
@@ -110,7 +119,30 @@ export function startLocalRun(options: LocalRunOptions): LocalRun {
     else retries.push(sliceIndex);
   };
 
+  // spec "Synchronization" with the client as the arbiter: the same operations as the scheduler's (applyStateOperation).
+  const arbiter = new LocalStateArbiter(options.initialState === undefined ? {} : (decodeState(options.initialState) as StateObject));
+  let stateListened = false;
+  const operateState = (operation: StateOperation, fromClient: boolean): Extract<StateOperationReply, { ok: true }> => {
+    const answer = arbiter.apply(operation);
+    if (answer.replaced) {
+      sink.onStateChange?.(answer.version, answer.state);
+      // The sandboxes get the changes the client makes when they listen (their own come back with the answer).
+      if (fromClient && stateListened) pool?.updateState(jobId, answer.version, decodeState(answer.state));
+    }
+    return answer;
+  };
+
   const hooks: SliceHooks = {
+    async onStateOperation(_jobId, operation) {
+      try {
+        return operateState(operation, false);
+      } catch (error) {
+        return { ok: false, code: isCommuneError(error) ? error.code : ErrorCode.EINVAL, message: error instanceof Error ? error.message : String(error) };
+      }
+    },
+    onStateListening() {
+      stateListened = true;
+    },
     onOutcome(outcomeJobId, outcome) {
       if (outcomeJobId !== jobId || stopped) return;
       settled.add(outcome.sliceIndex);
@@ -156,6 +188,8 @@ export function startLocalRun(options: LocalRunOptions): LocalRun {
       arguments: options.arguments,
       public: options.public,
       spreadDatum: options.spreadDatum === true,
+      state: arbiter.snapshot,
+      ...(options.modules ? { modules: options.modules } : {}),
     };
     const inFlight = new Set<Promise<void>>();
     try {
@@ -213,6 +247,7 @@ export function startLocalRun(options: LocalRunOptions): LocalRun {
 
   return {
     done,
+    operateState: async (operation) => operateState(operation, true),
     cancel() {
       if (stopped) return;
       cancelled = true;

@@ -45,6 +45,8 @@ export const ErrorCode = {
   ESCHEDULER: 'ESCHEDULER',
   /** The job is not in a state that allows the request (e.g. cancel of a finished job). */
   EJOBSTATE: 'EJOBSTATE',
+  /** A job's shared state would be larger than Limits.maxStateBytes. */
+  ESTATETOOBIG: 'ESTATETOOBIG',
   // Commune's bank
   /** An idempotency key was reused with a different request body. */
   EKEYREUSED: 'EKEYREUSED',

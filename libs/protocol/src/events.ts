@@ -3,6 +3,9 @@ import type {
   JobResultsEvent, JobSliceErrorEvent, JobStatus, SubscribeReply, TaskGrant, TaskRequest, TaskResults, TaskResultsAck, TaskReturn,
   WorkerEvents,
 } from './schemas.js';
+import type {
+  ClientStateOperationRequest, StateChangeEvent, StateOperationReply, StateSnapshotReply, WorkerStateOperation,
+} from './shared-state.js';
 
 /** socket.io namespaces. Both use the WebSocket transport only, so replicas need no sticky sessions. */
 export const Namespaces = { client: '/client', worker: '/worker' } as const;
@@ -15,6 +18,13 @@ export interface ClientToSchedulerEvents {
   subscribe: (request: { jobId: string; results?: boolean }, ack: Ack<SubscribeReply>) => void;
   unsubscribe: (request: { jobId: string }) => void;
   'job:action': (request: JobActionRequest, ack: Ack<({ ok: true } & { status: JobStatus }) | ErrorReply>) => void;
+  /** spec "Synchronization" from the client: job.state.set / testAndSet / increment, signed by the owner. */
+  'state:op': (request: ClientStateOperationRequest, ack: Ack<StateOperationReply>) => void;
+  /** The job's current state (the job id is the capability, as for subscribe). */
+  'state:get': (request: { jobId: string }, ack: Ack<StateSnapshotReply>) => void;
+  /** Start / stop receiving `state:change` of a job (a `change` listener on the job handle). */
+  'state:subscribe': (request: { jobId: string }, ack: Ack<StateSnapshotReply>) => void;
+  'state:unsubscribe': (request: { jobId: string }) => void;
 }
 
 /** Events the scheduler pushes to a job's owner (room `job:<id>`), from any replica. */
@@ -27,6 +37,8 @@ export interface SchedulerToClientEvents {
   'job:slice-error': (event: JobSliceErrorEvent) => void;
   /** The job finished, was cancelled or failed; `status.runStatus` says which. */
   'job:end': (event: JobEndEvent) => void;
+  /** The job's shared state changed (only to sockets that subscribed with state:subscribe). */
+  'state:change': (event: StateChangeEvent) => void;
 }
 
 /** Events a worker sends (`/worker`). The hello travels in the handshake's `auth`. */
@@ -35,6 +47,11 @@ export interface WorkerToSchedulerEvents {
   'task:results': (results: TaskResults, ack: Ack<({ ok: true } & TaskResultsAck) | ErrorReply>) => void;
   'task:return': (request: TaskReturn, ack: Ack<{ ok: true; returned: number } | ErrorReply>) => void;
   'task:events': (events: WorkerEvents) => void;
+  /** worker.state.set / testAndSet / increment; allowed while the worker holds a task of the job. */
+  'state:op': (request: WorkerStateOperation, ack: Ack<StateOperationReply>) => void;
+  /** A sandbox listens for `change` on worker.state: receive the job's `state:change` (while holding its tasks). */
+  'state:subscribe': (request: { jobId: string }, ack: Ack<StateSnapshotReply>) => void;
+  'state:unsubscribe': (request: { jobId: string }) => void;
 }
 
 export interface SchedulerToWorkerEvents {
@@ -42,4 +59,6 @@ export interface SchedulerToWorkerEvents {
   'work:available': () => void;
   /** The job was cancelled or failed: stop its slices and drop its results. */
   'job:stop': (event: { jobId: string }) => void;
+  /** The job's shared state changed (only to workers that subscribed). */
+  'state:change': (event: StateChangeEvent) => void;
 }

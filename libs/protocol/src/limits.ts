@@ -3,8 +3,10 @@
  * environment; these are the defaults and the values the SDK checks before it deploys.
  */
 export const Limits = {
-  /** Work function source plus arguments, bytes. -> EWORKTOOBIG */
+  /** Work function source plus arguments plus the job's module sources (job.requires()), bytes. -> EWORKTOOBIG */
   maxWorkBytes: 1024 * 1024,
+  /** Modules (files) one job may bring with job.requires(), its packages' files included. -> EINVAL */
+  maxModulesPerJob: 2000,
   /** Serialized input set of an array/iterable job, bytes. -> ETOOBIG */
   maxInputSetBytes: 32 * 1024 * 1024,
   /** Slices in one job. -> ETOOMANYTASKS */
@@ -45,5 +47,11 @@ export const Limits = {
   maxJobsPerStatusList: 500,
   /** How long a WorkValueQuote from compute.getMarketValue() stays firm. */
   quoteLifetimeMs: 10 * 60_000,
+  /** A job's shared state (job.state / worker.state) as state text, UTF-8 bytes. -> ESTATETOOBIG */
+  maxStateBytes: 64 * 1024,
+  /** Functions in one appliance version. -> EINVAL */
+  maxFunctionsPerAppliance: 100,
+  /** Published versions of one appliance. -> ETOOBIG */
+  maxVersionsPerAppliance: 10_000,
 } as const;
 export type LimitName = keyof typeof Limits;

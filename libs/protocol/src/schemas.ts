@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { getAddress, isAddress } from 'ethers';
 import { Limits } from './limits.js';
+import { ComputeGroupCredentialSchema, ComputeGroupLimits } from './compute-group-credentials.js';
+import { ApplianceJobRefSchema, JobApplianceSchema } from './appliance-refs.js';
+import { StateSnapshotSchema, StateTextSchema } from './shared-state.js';
 
 // ---------------------------------------------------------------- primitives
 
@@ -111,6 +114,58 @@ export const JobPublicSchema = z
   .default({});
 export type JobPublic = z.infer<typeof JobPublicSchema>;
 
+// ---------------------------------------------------------------- modules (spec job.requires(), "Modules")
+// The SDK bundles a job's private modules and packages on the client into CommonJS files (see
+// libs/client/src/modules.ts); they travel with the deploy, are stored content-addressed by hash,
+// and reach each worker connection once. No defaults or transforms: the spec is signed as parsed.
+
+/** A module's id in its job: a path with '/' separators, relative to the job's module root ('fixtures/refiner.js'). */
+export const ModuleIdSchema = z.string().min(1).max(1000);
+/** require() specifier -> module id: how one module's require() calls resolve (as the SDK's bundler resolved them). */
+export const ModuleRequireMapSchema = z.record(z.string().min(1).max(1000), ModuleIdSchema);
+
+/** One CommonJS module as deployed: its id, its source and how its require() calls resolve. */
+export const JobModuleSchema = z.object({ id: ModuleIdSchema, source: z.string(), requires: ModuleRequireMapSchema });
+export type JobModule = z.infer<typeof JobModuleSchema>;
+
+/** Every id a module table names exists in it, once. */
+function checkModuleIds(table: { main: Record<string, string>; files: Array<{ id: string; requires: Record<string, string> }> }, context: z.RefinementCtx): void {
+  const ids = new Set<string>();
+  for (const file of table.files) {
+    if (ids.has(file.id)) context.addIssue({ code: 'custom', message: `module ${file.id} appears twice`, path: ['files'] });
+    ids.add(file.id);
+  }
+  const check = (map: Record<string, string>, where: string) => {
+    for (const [specifier, id] of Object.entries(map)) {
+      if (!ids.has(id)) context.addIssue({ code: 'custom', message: `${where}: require('${specifier}') names module ${id}, which is not in the job`, path: ['files'] });
+    }
+  };
+  check(table.main, 'the work function');
+  for (const file of table.files) check(file.requires, `module ${file.id}`);
+}
+
+/**
+ * The modules of a job (spec job.requires()): `main` is what the work function's require()
+ * resolves (the names given to job.requires()), `files` every module, dependencies included.
+ */
+export const JobModulesSchema = z
+  .object({ main: ModuleRequireMapSchema, files: z.array(JobModuleSchema).min(1).max(Limits.maxModulesPerJob) })
+  .superRefine(checkModuleIds);
+export type JobModules = z.infer<typeof JobModulesSchema>;
+
+/** A job's modules as a worker gets them: the table without sources, each file naming its source by hash. */
+export const ModuleTableSchema = z
+  .object({
+    main: ModuleRequireMapSchema,
+    files: z.array(z.object({ id: ModuleIdSchema, hash: HashSchema, requires: ModuleRequireMapSchema })).min(1).max(Limits.maxModulesPerJob),
+  })
+  .superRefine(checkModuleIds);
+export type ModuleTable = z.infer<typeof ModuleTableSchema>;
+
+/** A module source, content-addressed: hash = hashOf(source). */
+export const ModuleSourceSchema = z.object({ hash: HashSchema, source: z.string() });
+export type ModuleSource = z.infer<typeof ModuleSourceSchema>;
+
 /** What the client signs and the scheduler stores. */
 export const JobSpecSchema = z.object({
   owner: AddressSchema,
@@ -123,6 +178,17 @@ export const JobSpecSchema = z.object({
   slicePaymentOffer: z.string().regex(/^\d+(\.\d+)?$/).default('0'),
   public: JobPublicSchema,
   collateResults: z.boolean().default(true),
+  /** Compute groups the job runs in, with the credentials to join them; absent or empty: the public group. Never stored (only the join keys are). */
+  computeGroups: z.array(ComputeGroupCredentialSchema).max(ComputeGroupLimits.maxGroupsPerJob).optional(),
+  /** Modules the work function may require() (spec job.requires()); absent when there are none. Counted in maxWorkBytes. */
+  modules: JobModulesSchema.optional(),
+  /**
+   * A job made by appliance.for / appliance.do: the appliance version and function whose source
+   * `work` is. The scheduler checks that `work` hashes to that function's published source.
+   */
+  appliance: ApplianceJobRefSchema.optional(),
+  /** spec "Shared State": the initial job.state (state text, see shared-state.ts); absent: {}. */
+  state: StateTextSchema.optional(),
   /** Random per deploy; with expiresAt it makes a signed deploy single-use. */
   nonce: z.string().min(8).max(100),
   issuedAt: z.number().int(),
@@ -157,11 +223,13 @@ export const JobStatusSchema = z.object({
   /** spec "meanSliceProfile": measured from the results so far; null until the first result. */
   meanSliceProfile: z.lazy(() => SliceProfileSchema).nullable().optional(),
   /**
-   * Why a running job gets no slices out, e.g. 'no connected worker meets the job requirements'
+   * Why a running job gets no slices out, e.g. 'no connected worker meets the job requirements and shares its compute groups'
    * (a worker asking for work skipped it within the last 30 s and no worker leased it since).
    * Null or absent when nothing is known to hold it back.
    */
   waitingFor: z.string().nullable().optional(),
+  /** The appliance, version and function the job's work came from (appliance.for / appliance.do); absent for ad-hoc jobs. */
+  appliance: JobApplianceSchema.optional(),
 });
 export type JobStatus = z.infer<typeof JobStatusSchema>;
 
@@ -240,6 +308,14 @@ export const TaskSchema = z.object({
   sliceTimeLimitMs: z.number().int().positive(),
   /** Each datum is an argument tuple to spread into work(...datum, ...arguments): set for multi-range jobs (compute.for form 3). */
   spreadDatum: z.boolean().default(false),
+  /** A job with modules (job.requires()): hashOf(its ModuleTable). Absent for jobs without. */
+  modulesHash: HashSchema.optional(),
+  /** The module table, present the first time this worker connection receives it; afterwards the worker uses its cache. */
+  modules: ModuleTableSchema.optional(),
+  /** Module sources this worker connection has not received yet (each is sent once per connection, then cached by hash). */
+  moduleSources: z.array(ModuleSourceSchema).max(Limits.maxModulesPerJob).optional(),
+  /** spec "Shared State": the job's state when the task was granted (worker.state); absent: {} at version 0. */
+  state: StateSnapshotSchema.optional(),
 });
 export type Task = z.infer<typeof TaskSchema>;
 
@@ -259,6 +335,10 @@ export const WorkerHelloSchema = z.object({
   version: z.string().default('0'),
   /** The least DCC per slice this worker works for: it is never given a job that offers less. */
   minWage: z.string().regex(/^\d+(\.\d+)?$/).default('0'),
+  /** Compute groups the worker joins (checked at connection: a bad credential refuses it). */
+  computeGroups: z.array(ComputeGroupCredentialSchema).max(ComputeGroupLimits.maxGroupsPerWorker).default([]),
+  /** false: run only jobs of the groups above, none of the public group's. */
+  publicGroup: z.boolean().default(true),
 });
 export type WorkerHello = z.infer<typeof WorkerHelloSchema>;
 

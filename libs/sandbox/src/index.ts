@@ -5,8 +5,9 @@
 import { hashOf } from '@commune/protocol';
 
 export { SandboxPool } from './sandbox-pool.js';
-export type { SandboxOptions, SandboxJob, SliceInput, SliceHooks } from './types.js';
+export type { SandboxOptions, SandboxJob, SandboxModules, SliceInput, SliceHooks } from './types.js';
 export { sandboxRuntimeSource, RuntimeReport, type RuntimeReportKind, type RuntimeLimits } from './runtime-source.js';
+export { workerStateSource, WorkerStateMessage } from './worker-state-source.js';
 
 /** The hash a work function is cached under: hashOf from @commune/protocol applied to the source string. */
 export function workHashOf(source: string): string {

@@ -10,6 +10,12 @@
  *
  * `bootstrap` defines the sandbox globals (`progress`, `console`, `work`) on `globalThis`.
  * `install` makes `work` the function this context runs (one job per context).
+ * `addModule(id, factory, requires)` and `setMain(requires)` (before `install`, for a job with
+ * modules, spec job.requires()) give the context its CommonJS modules: `factory` is the module's
+ * source compiled by the host as `function (exports, require, module, __filename, __dirname)`,
+ * `requires` maps its require() specifiers to module ids; `setMain` says what the work function's
+ * global `require` resolves. Only those modules load (each evaluated once per context, i.e. per
+ * sandbox per job); anything else, Node built-ins included, throws MODULE_NOT_FOUND.
  * `runChunk(seq, datums)` runs the work function over each datum in turn, inside the sandbox,
  * and resolves with the number of slices it finished. As it goes it calls
  * `report(kind, seq, position, a, b, c)`, `position` being the datum's index in `datums`:
@@ -78,6 +84,12 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
 
   var current = null;
   var job = null;
+  var hasOwn = Object.prototype.hasOwnProperty;
+  var createObject = Object.create;
+  var Error_ = Error;
+  /** job.requires(): module id -> { factory, requires, module (null until loaded) }; specifier -> id for the work function. */
+  var moduleFiles = createObject(null);
+  var mainRequires = createObject(null);
 
   function safeString(value) {
     try { return String_(value); } catch (e) { return '[unprintable]'; }
@@ -258,6 +270,92 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
     return value;
   }
 
+  // ---- modules (spec job.requires()): CommonJS semantics over the job's own modules only.
+
+  function addModule(id, factory, requires) {
+    if (typeof id !== 'string' || typeof factory !== 'function') throw new TypeError_('addModule(id, factory, requires)');
+    moduleFiles[id] = { factory: factory, requires: requires || createObject(null), module: null };
+  }
+
+  function setMain(requires) {
+    mainRequires = requires || createObject(null);
+  }
+
+  function dirnameOf(id) {
+    var slash = id.lastIndexOf('/');
+    return slash < 0 ? '' : id.slice(0, slash);
+  }
+
+  function normalizePath(path) {
+    var parts = path.split('/'), kept = [];
+    for (var i = 0; i < parts.length; i++) {
+      var part = parts[i];
+      if (part === '' || part === '.') continue;
+      if (part === '..' && kept.length > 0 && kept[kept.length - 1] !== '..') kept.pop();
+      else kept.push(part);
+    }
+    return kept.join('/');
+  }
+
+  var extensions = ['', '.js', '.json', '.cjs', '/index.js', '/index.json'];
+
+  /** The id a require() from module fromId (null: the work function) names, or undefined. */
+  function resolveModule(fromId, specifier) {
+    var map = fromId === null ? mainRequires : moduleFiles[fromId].requires;
+    if (apply(hasOwn, map, [specifier])) return map[specifier];
+    // The work function sees only what job.requires() declared; a module may also reach its
+    // bundled neighbours by relative path (e.g. a require() whose argument is computed).
+    if (fromId === null || !(specifier.slice(0, 2) === './' || specifier.slice(0, 3) === '../')) return undefined;
+    var base = normalizePath(dirnameOf(fromId) + '/' + specifier);
+    for (var i = 0; i < extensions.length; i++) {
+      if (apply(hasOwn, moduleFiles, [base + extensions[i]])) return base + extensions[i];
+    }
+    return undefined;
+  }
+
+  function moduleNotFound(specifier, fromId) {
+    var message = "Cannot find module '" + specifier + "'";
+    if (fromId === null) {
+      var declared = keysOf(mainRequires), names = '';
+      for (var i = 0; i < declared.length; i++) names += (i > 0 ? ', ' : '') + "'" + declared[i] + "'";
+      message += declared.length === 0
+        ? ': this job declared no modules (job.requires())'
+        : ': the work function can require only the modules its job declared with job.requires(): ' + names;
+    } else {
+      message += " from module '" + fromId + "': it was not bundled with the job";
+    }
+    var error = new Error_(message + '; sandboxes have no Node built-ins, file system or network');
+    error.code = 'MODULE_NOT_FOUND';
+    return error;
+  }
+
+  function loadModule(id) {
+    var file = moduleFiles[id];
+    if (file.module !== null) return file.module.exports;
+    var module = { id: id, filename: id, loaded: false, exports: {} };
+    // Cached before it runs, as in Node: a require() cycle gets the exports so far.
+    file.module = module;
+    try {
+      apply(file.factory, module.exports, [module.exports, makeRequire(id), module, id, dirnameOf(id)]);
+    } catch (error) {
+      file.module = null;
+      throw error;
+    }
+    module.loaded = true;
+    return module.exports;
+  }
+
+  function makeRequire(fromId) {
+    return function require(specifier) {
+      if (typeof specifier !== 'string' || specifier.length === 0) throw new TypeError_('require(id): id must be a non-empty string');
+      var id = resolveModule(fromId, specifier);
+      if (id === undefined) throw moduleNotFound(specifier, fromId);
+      return loadModule(id);
+    };
+  }
+
+  define('require', makeRequire(null));
+
   function install(work, args, jobPublic, spreadDatum) {
     if (typeof work !== 'function') throw new TypeError_('work is not a function');
     job = { work: work, args: isArray(args) ? args : [], spread: spreadDatum === true };
@@ -312,5 +410,5 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
     return count;
   }
 
-  return { install: install, runChunk: runChunk };
+  return { install: install, runChunk: runChunk, addModule: addModule, setMain: setMain };
 })`;

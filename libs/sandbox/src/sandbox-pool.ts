@@ -2,6 +2,7 @@ import { ErrorCode, Limits, type ConsoleEntry, type ConsoleLevel, type ProgressR
 import { RuntimeReport, type RuntimeLimits } from './runtime-source.js';
 import { Sandbox, errorFields, type PreparedJob } from './sandbox.js';
 import type { SandboxJob, SandboxOptions, SliceHooks, SliceInput } from './types.js';
+import { PoolStates } from './pool-state.js';
 
 /** A chunk should keep its sandbox busy about this long: long enough to amortise a call into the isolate, short enough for cancel and shutdown to stay responsive. */
 const targetChunkMs = 20;
@@ -87,6 +88,8 @@ export class SandboxPool {
   private watchdog: NodeJS.Timeout | null = null;
   private watchdogRunningIntervalMs = Infinity;
   private readonly chunkSizes = new Map<string, number>();
+  /** worker.state of the jobs run here (spec "Shared State"). */
+  private readonly states = new PoolStates(() => this.slots.map((slot) => slot.sandbox));
 
   constructor(size: number, options: SandboxOptions = {}) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`SandboxPool size must be a positive integer, got ${size}`);
@@ -98,7 +101,12 @@ export class SandboxPool {
     this.slots = [];
     for (let i = 0; i < size; i++) {
       const slot: Slot = {
-        sandbox: new Sandbox(this.memoryMb, runtimeLimits, (kind, seq, position, a, b, c) => this.onReport(slot, kind, seq, position, a, b, c)),
+        sandbox: new Sandbox(
+          this.memoryMb,
+          runtimeLimits,
+          (kind, seq, position, a, b, c) => this.onReport(slot, kind, seq, position, a, b, c),
+          (state, kind, id, payload) => this.states.onMessage(state, kind, id, payload),
+        ),
         run: null,
         execution: null,
       };
@@ -119,6 +127,7 @@ export class SandboxPool {
     if (slices.length === 0) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const batch: Batch = { job, hooks, remaining: slices.length, resolve };
+      this.states.remember(job, hooks);
       this.queue.push({ batch, slices: slices.slice(), next: 0 });
       this.queuedCount += slices.length;
       this.schedule();
@@ -141,6 +150,14 @@ export class SandboxPool {
       this.release(entry.batch, slices.length);
     }
     return withdrawn;
+  }
+
+  /**
+   * spec "Shared State": the arbiter's newer state of a job (a `state:change`, say). Each sandbox
+   * context of the job takes it and calls its worker.state `change` listeners; older versions are ignored.
+   */
+  updateState(jobId: string, version: number, state: unknown): void {
+    this.states.update(jobId, version, state);
   }
 
   /** Drop queued slices of the job and stop its running ones (no outcomes for them). */
@@ -234,6 +251,7 @@ export class SandboxPool {
             while (run.pos < run.slices.length) this.settle(run, this.errorOutcome(run, prepared.error, 0));
             break;
           }
+          if (prepared.prepared.state) this.states.catchUp(prepared.prepared.state);
           run.phase = 'running';
           await this.runRest(slot, run, prepared.prepared, startedAt);
         } catch (error) {

@@ -2,6 +2,7 @@ import ivm from 'isolated-vm';
 import { ErrorCode, type SliceError } from '@commune/protocol';
 import { sandboxRuntimeSource, type RuntimeLimits } from './runtime-source.js';
 import type { SandboxJob } from './types.js';
+import { compileWorkerState, prepareWorkerState, releaseWorkerState, type PreparedState, type StateMessageHandler } from './sandbox-state.js';
 
 /** Receives the runtime's reports (see runtime-source.ts); called asynchronously on the host thread. */
 export type ReportHandler = (kind: number, seq: number, position: number, a: unknown, b: unknown, c: unknown) => void;
@@ -11,6 +12,8 @@ export interface PreparedJob {
   readonly key: string;
   readonly context: ivm.Context;
   readonly runChunk: ivm.Reference<(seq: number, datums: unknown[]) => Promise<number>>;
+  /** The context's worker.state (spec "Shared State"). */
+  readonly state?: PreparedState;
 }
 
 export type PrepareResult = { ok: true; prepared: PreparedJob } | { ok: false; error: SliceError };
@@ -19,6 +22,8 @@ export type PrepareResult = { ok: true; prepared: PreparedJob } | { ok: false; e
 const maxContextsPerIsolate = 4;
 /** Compiled work functions kept per isolate, by work hash. */
 const maxScriptsPerIsolate = 16;
+/** Compiled modules (job.requires()) kept per isolate, by source hash. */
+const maxModuleScriptsPerIsolate = 4096;
 
 /**
  * One isolate with its caches: the compiled runtime, compiled work functions by hash, and one
@@ -28,14 +33,24 @@ const maxScriptsPerIsolate = 16;
 export class Sandbox {
   private isolate: ivm.Isolate | null = null;
   private runtimeScript: ivm.Script | null = null;
+  private stateScript: ivm.Script | null = null;
   private readonly scripts = new Map<string, ivm.Script | SliceError>();
+  private readonly moduleScripts = new Map<string, ivm.Script | SliceError>();
   private readonly contexts = new Map<string, PreparedJob>();
 
   constructor(
     private readonly memoryMb: number,
     private readonly limits: RuntimeLimits,
     private readonly onReport: ReportHandler,
+    private readonly onState?: StateMessageHandler,
   ) {}
+
+  /** The worker.state of each context of the job in this isolate. */
+  statesOf(jobId: string): PreparedState[] {
+    const states: PreparedState[] = [];
+    for (const prepared of this.contexts.values()) if (prepared.state?.jobId === jobId) states.push(prepared.state);
+    return states;
+  }
 
   /** True when the isolate was disposed by V8 for going over its memory limit. */
   static isMemoryLimitError(error: unknown): boolean {
@@ -48,7 +63,7 @@ export class Sandbox {
    * a rejection means the isolate was disposed underneath (watchdog, cancel, memory).
    */
   async prepare(job: SandboxJob): Promise<PrepareResult> {
-    const key = `${job.jobId}\u0000${job.workHash}`;
+    const key = `${job.jobId}\u0000${job.workHash}\u0000${job.modules?.hash ?? ''}`;
     const cached = this.contexts.get(key);
     if (cached) {
       this.contexts.delete(key);
@@ -69,6 +84,18 @@ export class Sandbox {
       const install = (await controller.get('install', { reference: true })) as ivm.Reference;
       references.push(install);
       const runChunk = (await controller.get('runChunk', { reference: true })) as PreparedJob['runChunk'];
+      // worker.state before any job code runs: a work string's statements may read it at once.
+      const state = await prepareWorkerState(this.stateScript!, context, job.jobId, job.state, (...message) => this.onState?.(...message));
+
+      if (job.modules) {
+        // Before the work function's script runs: a work string's statements may require() at once.
+        const failed = await this.installModules(isolate, context, controller, job.modules, references);
+        if (failed) {
+          runChunk.release();
+          context.release();
+          return { ok: false, error: failed };
+        }
+      }
 
       const script = await this.compile(isolate, job);
       if (!(script instanceof ivm.Script)) {
@@ -107,12 +134,13 @@ export class Sandbox {
         context.release();
         return { ok: false, error: describeHostError(error, ErrorCode.EWORKFUNCTION) };
       }
-      const prepared: PreparedJob = { key, context, runChunk };
+      const prepared: PreparedJob = { key, context, runChunk, state };
       this.contexts.set(key, prepared);
       while (this.contexts.size > maxContextsPerIsolate) {
         const [oldestKey, oldest] = this.contexts.entries().next().value as [string, PreparedJob];
         this.contexts.delete(oldestKey);
         releaseQuietly(oldest.runChunk);
+        releaseWorkerState(oldest.state);
         releaseQuietly(oldest.context);
       }
       return { ok: true, prepared };
@@ -134,7 +162,9 @@ export class Sandbox {
     const isolate = this.isolate;
     this.isolate = null;
     this.runtimeScript = null;
+    this.stateScript = null;
     this.scripts.clear();
+    this.moduleScripts.clear();
     this.contexts.clear();
     if (isolate && !isolate.isDisposed) {
       try {
@@ -150,6 +180,7 @@ export class Sandbox {
     this.dispose();
     const isolate = new ivm.Isolate({ memoryLimit: this.memoryMb });
     this.runtimeScript = isolate.compileScriptSync(sandboxRuntimeSource, { filename: 'commune-runtime.js' });
+    this.stateScript = compileWorkerState(isolate);
     this.isolate = isolate;
     return isolate;
   }
@@ -177,6 +208,64 @@ export class Sandbox {
       const oldestHash = this.scripts.keys().next().value as string;
       const oldest = this.scripts.get(oldestHash);
       this.scripts.delete(oldestHash);
+      if (oldest instanceof ivm.Script) releaseQuietly(oldest);
+    }
+    return compiled;
+  }
+
+  /**
+   * Gives the context the job's modules: each source is compiled once per isolate (by hash) as a
+   * CommonJS function wrapper and handed to the runtime with its require map. Evaluation is left
+   * to require(). Returns the error of a module that does not compile.
+   */
+  private async installModules(
+    isolate: ivm.Isolate,
+    context: ivm.Context,
+    controller: ivm.Reference,
+    modules: NonNullable<SandboxJob['modules']>,
+    references: Array<{ release(): void }>,
+  ): Promise<SliceError | null> {
+    const addModule = (await controller.get('addModule', { reference: true })) as ivm.Reference;
+    references.push(addModule);
+    const setMain = (await controller.get('setMain', { reference: true })) as ivm.Reference;
+    references.push(setMain);
+    for (const file of modules.files) {
+      const script = await this.compileModule(isolate, file);
+      if (!(script instanceof ivm.Script)) return { ...script, message: `module ${file.id}: ${script.message}` };
+      let factory: ivm.Reference;
+      try {
+        factory = (await script.run(context, { reference: true })) as ivm.Reference;
+      } catch (error) {
+        this.rethrowIfDisposed(error);
+        const described = describeHostError(error, ErrorCode.EWORKFUNCTION);
+        return { ...described, message: `module ${file.id}: ${described.message}` };
+      }
+      references.push(factory);
+      await addModule.apply(undefined, [file.id, factory.derefInto(), new ivm.ExternalCopy(file.requires).copyInto()]);
+    }
+    await setMain.apply(undefined, [new ivm.ExternalCopy(modules.main).copyInto()]);
+    return null;
+  }
+
+  private async compileModule(isolate: ivm.Isolate, file: { id: string; hash: string; source: string }): Promise<ivm.Script | SliceError> {
+    const cached = this.moduleScripts.get(file.hash);
+    if (cached) return cached;
+    let compiled: ivm.Script | SliceError;
+    try {
+      // Node's CommonJS wrapper; the newlines keep a trailing line comment from swallowing the '})'.
+      compiled = await isolate.compileScript(`(function (exports, require, module, __filename, __dirname) {\n${file.source}\n})`, {
+        filename: `module:${file.id}`,
+        lineOffset: -1,
+      });
+    } catch (error) {
+      this.rethrowIfDisposed(error);
+      compiled = describeHostError(error, ErrorCode.EWORKFUNCTION);
+    }
+    this.moduleScripts.set(file.hash, compiled);
+    if (this.moduleScripts.size > maxModuleScriptsPerIsolate) {
+      const oldestHash = this.moduleScripts.keys().next().value as string;
+      const oldest = this.moduleScripts.get(oldestHash);
+      this.moduleScripts.delete(oldestHash);
       if (oldest instanceof ivm.Script) releaseQuietly(oldest);
     }
     return compiled;

@@ -1,4 +1,4 @@
-import type { ConsoleEntry, CustomEvent, JobPublic, SliceOutcome } from '@commune/protocol';
+import type { ConsoleEntry, CustomEvent, JobPublic, SliceOutcome, StateOperation, StateOperationReply, StateSnapshot } from '@commune/protocol';
 
 export interface SandboxOptions {
   /** Heap limit of each sandbox, MiB (default Limits.sandboxMemoryMb, at least 8). -> ESANDBOXMEMORY */
@@ -28,6 +28,20 @@ export interface SandboxJob {
    * (the spec's multi-dimensional input sets, compute.for form 3). Default false.
    */
   spreadDatum?: boolean;
+  /** The job's modules (spec job.requires()): what require() resolves inside the sandbox. None: require() throws for every name. */
+  modules?: SandboxModules;
+  /** spec "Shared State": the job's state when these slices were handed out (worker.state); absent: {} at version 0. */
+  state?: StateSnapshot;
+}
+
+/** A job's CommonJS modules, with their sources (see JobModules / ModuleTable in @commune/protocol). */
+export interface SandboxModules {
+  /** hashOf(the module table): a job's context is cached by work hash and this. */
+  hash: string;
+  /** What the work function's require() resolves: specifier -> module id. */
+  main: Record<string, string>;
+  /** Every module: its id, its source and the hash it is compiled and cached under, and how its own require() calls resolve. */
+  files: Array<{ id: string; hash: string; source: string; requires: Record<string, string> }>;
 }
 
 export interface SliceInput {
@@ -40,4 +54,11 @@ export interface SliceHooks {
   onOutcome(jobId: string, outcome: SliceOutcome): void;
   onConsole(jobId: string, entry: ConsoleEntry): void;
   onCustom(jobId: string, event: CustomEvent): void;
+  /**
+   * worker.state.set / testAndSet / increment (spec "Synchronization"): ask the arbiter (the
+   * scheduler, or localExec's client). Without it those methods reject with ESCHEDULER.
+   */
+  onStateOperation?(jobId: string, operation: StateOperation): Promise<StateOperationReply>;
+  /** A sandbox added the first `change` listener to the job's worker.state: changes should reach SandboxPool.updateState. */
+  onStateListening?(jobId: string): void;
 }

@@ -1,11 +1,12 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { newId, type Task } from '@commune/protocol';
+import { newId, sharesComputeGroup, type Task } from '@commune/protocol';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { Metrics } from '../health/metrics.js';
 import { meetsRequirements } from './domain/requirements.js';
 import { JobCatalog, type DispatchableJob } from './job-catalog.js';
 import { LeaseJournalRepository } from './lease-journal.repository.js';
 import { LeaseRepository } from './lease.repository.js';
+import { StateService } from '../state/state.service.js';
 
 /** What the scheduler remembers about one worker connection. */
 export interface WorkerSession {
@@ -18,10 +19,16 @@ export interface WorkerSession {
   minWage: string;
   /** Work functions already sent on this connection (sent once, then cached by hash). */
   sentWork: Set<string>;
+  /** Module tables and module sources (job.requires()) already sent on this connection, by hash. */
+  sentModules: Set<string>;
   /** What the worker reported in its hello (spec "Requirements Objects"). */
   capabilities: Record<string, unknown>;
   /** Whether it meets each job's requirements (they never change), bounded: the most recent jobs. */
   fits: Map<string, boolean>;
+  /** Join keys of the compute groups it proved membership of at connection. */
+  computeGroups: ReadonlySet<string>;
+  /** Whether it runs jobs of the public group (jobs with no compute groups). */
+  publicGroup: boolean;
 }
 
 /** Picks work for a worker and leases it as tasks. */
@@ -41,6 +48,7 @@ export class DispatchService {
     private readonly catalog: JobCatalog,
     private readonly metrics: Metrics,
     private readonly journal: LeaseJournalRepository,
+    private readonly state: StateService,
   ) {}
 
   async grant(session: WorkerSession, maxSlices: number): Promise<Task[]> {
@@ -79,6 +87,8 @@ export class DispatchService {
       const slices = lease.sliceIndexes.map((sliceIndex) => ({ sliceIndex, datum: job.input.sliceDatum(sliceIndex) }));
       const firstTime = !session.sentWork.has(job.workHash);
       if (firstTime) session.sentWork.add(job.workHash);
+      // spec "Shared State": a sandbox starting the job's slices sees the state as it is now.
+      const state = await this.state.forTask(job.id);
       tasks.push({
         taskId,
         jobId: job.id,
@@ -92,12 +102,39 @@ export class DispatchService {
         sliceTimeLimitMs: this.env.SLICE_TIME_LIMIT_MS,
         // A multi-range (compute.for form 3) datum is the argument tuple: work(i, j, ...arguments).
         spreadDatum: job.inputSet.kind === 'multi',
+        ...this.modulesFor(session, job),
+        ...(state ? { state } : {}),
       });
       this.metrics.slicesLeased.inc(slices.length);
       wanted -= slices.length;
     }
     await Promise.all(journalWrites);
     return tasks;
+  }
+
+  /**
+   * The task fields of a job with modules: the table's hash always, the table and each source only
+   * the first time this connection needs them (the worker caches both by hash, as work sources).
+   */
+  private modulesFor(session: WorkerSession, job: DispatchableJob): Pick<Task, 'modulesHash' | 'modules' | 'moduleSources'> {
+    const modules = job.modules;
+    if (!modules) return {};
+    const fields: Pick<Task, 'modulesHash' | 'modules' | 'moduleSources'> = { modulesHash: modules.tableHash };
+    if (!session.sentModules.has(modules.tableHash)) {
+      session.sentModules.add(modules.tableHash);
+      fields.modules = modules.table;
+    }
+    const sources: NonNullable<Task['moduleSources']> = [];
+    for (const [hash, source] of modules.sources) {
+      if (session.sentModules.has(hash)) continue;
+      session.sentModules.add(hash);
+      sources.push({ hash, source });
+    }
+    if (sources.length > 0) {
+      fields.moduleSources = sources;
+      this.metrics.moduleSourcesSent.inc(sources.length);
+    }
+    return fields;
   }
 
   /** Ready jobs the next lease may look at that this worker cannot run (at most leaseCandidates ids). */
@@ -118,7 +155,7 @@ export class DispatchService {
   private fits(session: WorkerSession, job: DispatchableJob): boolean {
     const known = session.fits.get(job.id);
     if (known !== undefined) return known;
-    const fits = meetsRequirements(job.requirements, session.capabilities);
+    const fits = sharesComputeGroup(job.computeGroups, session.computeGroups, session.publicGroup) && meetsRequirements(job.requirements, session.capabilities);
     session.fits.set(job.id, fits);
     if (session.fits.size > DispatchService.maxRememberedFits) {
       const oldest = session.fits.keys().next().value;

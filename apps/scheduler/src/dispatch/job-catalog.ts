@@ -35,7 +35,7 @@ export class JobCatalog {
         return null;
       }
       // Plain range descriptors are a few bytes; arrays and sparse lists can be large.
-      const bytes = job.work.length + JSON.stringify(job.arguments).length + (job.inputSet.kind === 'range' ? 0 : JSON.stringify(job.inputSet).length);
+      const bytes = job.work.length + JSON.stringify(job.arguments).length + (job.inputSet.kind === 'range' ? 0 : JSON.stringify(job.inputSet).length) + (job.modules?.sourceChars ?? 0);
       if (this.cache.get(jobId) === loading) {
         this.sizes.set(jobId, bytes);
         this.cachedBytes += bytes;

@@ -2,10 +2,11 @@ import { Logger } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { Socket } from 'socket.io';
 import {
-  Namespaces, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
+  ErrorCode, isCommuneError, Namespaces, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
   type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
 import { reply, toErrorReply } from '../common-replies.js';
+import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { JobEvents } from '../jobs/job-events.js';
 import { Metrics } from '../health/metrics.js';
 import { ResultsService } from '../results/results.service.js';
@@ -27,10 +28,30 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     private readonly notifier: WorkerNotifier,
     private readonly events: JobEvents,
     private readonly metrics: Metrics,
+    private readonly computeGroups: ComputeGroupsService,
   ) {}
 
   afterInit(namespace: WorkerNamespace): void {
     this.notifier.attach(namespace);
+    // Compute group credentials are checked before the connection is accepted: a worker with a
+    // wrong secret or an unknown group gets a connect_error saying which, and no work.
+    namespace.use((socket, next) => {
+      const hello = WorkerHelloSchema.safeParse(socket.handshake.auth);
+      if (!hello.success) return next(); // handleConnection refuses it, naming what is wrong
+      this.computeGroups.join(hello.data.computeGroups).then(
+        (joined) => {
+          (socket.data as Partial<WorkerSession>).computeGroups = new Set(joined);
+          next();
+        },
+        (error: unknown) => {
+          this.logger.warn(`refused worker ${hello.data.workerId}: ${(error as Error).message}`);
+          const refusal = Object.assign(new Error(`${isCommuneError(error) ? error.code : ErrorCode.EINVAL}: ${(error as Error).message}`), {
+            data: toErrorReply(error),
+          });
+          next(refusal);
+        },
+      );
+    });
   }
 
   handleConnection(socket: WorkerSocket): void {
@@ -44,10 +65,13 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
       workerId: hello.data.workerId,
       leaseOwner: `${hello.data.workerId}.${socket.id}`,
       sentWork: new Set(),
+      sentModules: new Set(),
       capabilities: hello.data.capabilities,
       fits: new Map(),
       earnings: hello.data.earnings ?? null,
       minWage: hello.data.minWage,
+      computeGroups: (socket.data as Partial<WorkerSession> | undefined)?.computeGroups ?? new Set(),
+      publicGroup: hello.data.publicGroup,
     };
     this.metrics.workersConnected.inc();
     this.logger.log(`worker ${hello.data.workerId} connected (${hello.data.sandboxes} sandboxes)`);

@@ -11,6 +11,7 @@ export class Metrics {
   readonly resultsRefused = new Counter({ name: 'commune_results_refused_total', help: 'Slice results refused (not leased, duplicate)', registers: [this.registry] });
   readonly sliceFailures = new Counter({ name: 'commune_slice_failures_total', help: 'Failed slice attempts', registers: [this.registry] });
   readonly jobsDeployed = new Counter({ name: 'commune_jobs_deployed_total', help: 'Jobs accepted', registers: [this.registry] });
+  readonly moduleSourcesSent = new Counter({ name: 'commune_module_sources_sent_total', help: 'Module sources (job.requires()) sent to workers: once per worker connection and source', registers: [this.registry] });
   readonly workersConnected = new Gauge({ name: 'commune_workers_connected', help: 'Workers connected to this replica', registers: [this.registry] });
 
   constructor() {

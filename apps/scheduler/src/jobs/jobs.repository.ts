@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import type { JobPublic, JobSpec, JobStatus, RunStatus, SliceProfile } from '@commune/protocol';
+import type { JobAppliance, JobPublic, JobSpec, JobStatus, ModuleTable, RunStatus, SliceProfile } from '@commune/protocol';
+import { moduleTableHashOf, moduleTableOf, ModuleTableSchema } from '@commune/protocol';
 import { PrismaService } from '../database/prisma.service.js';
 import { unitsToDcc } from '../payments/domain/pricing.js';
 import { Prisma } from '../generated/prisma/client.js';
@@ -15,8 +16,21 @@ export interface StoredJob {
   public: JobPublic;
   /** spec "Requirements Objects": what a worker's capabilities must meet to be given the job. */
   requirements: Record<string, unknown>;
+  /** Join keys of the compute groups the job runs in; empty: the public group. */
+  computeGroups: string[];
   total: number;
   status: RunStatus;
+  /** job.requires(): the module table and every module source by hash; absent for a job without modules. */
+  modules?: StoredModules;
+}
+
+/** A job's modules as dispatch sends them: the table (sources by hash), its hash, and the sources. */
+export interface StoredModules {
+  tableHash: string;
+  table: ModuleTable;
+  sources: Map<string, string>;
+  /** Characters of all sources, for the job catalog's bound. */
+  sourceChars: number;
 }
 
 interface JobRow {
@@ -38,10 +52,11 @@ interface JobRow {
   escrowed_slices: bigint | number | string;
   paid_units: string;
   funds_required: string | null;
+  appliance: JobAppliance | null;
 }
 
 const statusColumns =
-  'id, owner, status, total, computed, errors, failure_code, failure_message, public, created_at, finished_at, elapsed_ms_total, output_bytes_total, mean_input_bytes, offer_units::text, escrowed_slices, paid_units::text, funds_required::text';
+  'id, owner, status, total, computed, errors, failure_code, failure_message, public, created_at, finished_at, elapsed_ms_total, output_bytes_total, mean_input_bytes, offer_units::text, escrowed_slices, paid_units::text, funds_required::text, appliance';
 
 export interface ResultBatchOutcome {
   inserted: number[];
@@ -57,7 +72,15 @@ export class JobsRepository {
   constructor(private readonly prisma: PrismaService) {}
 
   /** Stores a new job; false when (owner, nonce) was used before (a replayed deploy). */
-  async create(id: string, spec: JobSpec, workHash: string, total: number, signature: string, meanInputBytes = 0): Promise<boolean> {
+  async create(id: string, spec: JobSpec, workHash: string, total: number, signature: string, meanInputBytes = 0, appliance: JobAppliance | null = null): Promise<boolean> {
+    const modules = spec.modules ? moduleTableOf(spec.modules) : undefined;
+    if (spec.modules && modules) {
+      // Content-addressed: a module already stored (by an earlier job) is kept as it is.
+      await this.prisma.pool.query(
+        'INSERT INTO module_sources (hash, source) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (hash) DO NOTHING',
+        [modules.files.map((file) => file.hash), spec.modules.files.map((file) => file.source)],
+      );
+    }
     try {
       await this.prisma.job.create({
         data: {
@@ -75,6 +98,8 @@ export class JobsRepository {
           nonce: spec.nonce,
           signature,
           meanInputBytes,
+          ...(appliance ? { appliance: appliance as Prisma.InputJsonValue } : {}),
+          ...(modules ? { modules: modules as unknown as Prisma.InputJsonValue } : {}),
         },
       });
       return true;
@@ -84,12 +109,18 @@ export class JobsRepository {
     }
   }
 
+  /** Records the compute groups a new job joined (before it is opened for dispatch). */
+  async setComputeGroups(id: string, joinKeys: readonly string[]): Promise<void> {
+    await this.prisma.pool.query('UPDATE jobs SET compute_groups = $2::text[] WHERE id = $1', [id, joinKeys]);
+  }
+
   async find(id: string): Promise<StoredJob | null> {
     const job = await this.prisma.job.findUnique({
       where: { id },
-      select: { id: true, owner: true, workHash: true, work: true, arguments: true, inputSet: true, public: true, requirements: true, total: true, status: true },
+      select: { id: true, owner: true, workHash: true, work: true, arguments: true, inputSet: true, public: true, requirements: true, total: true, status: true, computeGroups: true, modules: true },
     });
     if (!job) return null;
+    const modules = job.modules === null ? undefined : await this.moduleSources(job.id, ModuleTableSchema.parse(job.modules));
     return {
       id: job.id,
       owner: job.owner,
@@ -101,7 +132,21 @@ export class JobsRepository {
       requirements: (job.requirements ?? {}) as Record<string, unknown>,
       total: Number(job.total),
       status: job.status as RunStatus,
+      computeGroups: job.computeGroups,
+      ...(modules ? { modules } : {}),
     };
+  }
+
+  /** The sources of a module table (content-addressed in module_sources). */
+  private async moduleSources(jobId: string, table: ModuleTable): Promise<StoredModules> {
+    const hashes = [...new Set(table.files.map((file) => file.hash))];
+    const rows = await this.prisma.pool.query<{ hash: string; source: string }>('SELECT hash, source FROM module_sources WHERE hash = ANY($1::text[])', [hashes]);
+    const sources = new Map(rows.rows.map((row) => [row.hash, row.source]));
+    const missing = hashes.filter((hash) => !sources.has(hash));
+    if (missing.length > 0) throw new Error(`job ${jobId}: ${missing.length} module sources are missing from module_sources (${missing[0]})`);
+    let sourceChars = 0;
+    for (const source of sources.values()) sourceChars += source.length;
+    return { tableHash: moduleTableHashOf(table), table, sources, sourceChars };
   }
 
   async findByNonce(owner: string, nonce: string): Promise<{ id: string; total: number; signature: string } | null> {
@@ -269,6 +314,7 @@ function toStatus(row: JobRow, distributed: number | null): JobStatus {
     createdAt: row.created_at.toISOString(),
     finishedAt: row.finished_at ? row.finished_at.toISOString() : null,
     meanSliceProfile: computed > 0 ? meanSliceProfileOf(row, computed) : null,
+    ...(row.appliance ? { appliance: row.appliance } : {}),
   };
 }
 

@@ -3,6 +3,7 @@ import {
   CommuneError, ErrorCode, hashOf, JobActionSchema, Limits, newId, recoverSigner, type DeployRequest, type JobAction,
   type JobInfo, type JobStatus, type RunStatus, type SliceResult,
 } from '@commune/protocol';
+import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { LeaseRepository } from '../dispatch/lease.repository.js';
 import { WorkerNotifier } from '../dispatch/worker-notifier.js';
@@ -14,11 +15,13 @@ import { JobEvents } from './job-events.js';
 import { JobsRepository } from './jobs.repository.js';
 import { RedisConnections } from '../redis/redis.module.js';
 import { PaymentsService } from '../payments/payments.service.js';
+import { AppliancesService } from '../appliances/appliances.service.js';
+import { StateService } from '../state/state.service.js';
 
 /** Job intake and a job's life: deploy, status, cancel, end. */
 @Injectable()
 export class JobsService {
-  static readonly noFittingWorker = 'no connected worker meets the job requirements';
+  static readonly noFittingWorker = 'no connected worker meets the job requirements and shares its compute groups';
   private readonly logger = new Logger(JobsService.name);
   private readonly lastStatusAt = new Map<string, number>();
 
@@ -32,6 +35,9 @@ export class JobsService {
     private readonly maintenance: MaintenanceQueue,
     private readonly metrics: Metrics,
     private readonly payments: PaymentsService,
+    private readonly appliances: AppliancesService,
+    private readonly computeGroups: ComputeGroupsService,
+    private readonly state: StateService,
   ) {}
 
   /** Verifies, checks limits, stores and opens a job for dispatch. */
@@ -50,7 +56,11 @@ export class JobsService {
     }, Date.now());
     const jobId = newId('j');
     const total = inputSet.sliceCount;
-    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet));
+    // appliance.for / appliance.do: the signed work must be the named function's published source.
+    const appliance = spec.appliance ? await this.appliances.jobOrigin(spec.appliance, spec.work) : null;
+    // Compute groups: every credential must hold (ENOTFOUND / EPERM), or the job is not deployed at all.
+    const computeGroups = await this.computeGroups.join(spec.computeGroups ?? []);
+    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet), appliance);
     if (!stored) {
       // A resent deploy (the client lost our ack) gets the first answer; another job reusing the
       // nonce is a replay.
@@ -59,6 +69,9 @@ export class JobsService {
       onStored(first.id);
       return { jobId: first.id, total: first.total, receipt: hashOf({ jobId: first.id, signature }) };
     }
+    if (computeGroups.length > 0) await this.jobs.setComputeGroups(jobId, computeGroups);
+    // spec "Shared State": job.state as it was at exec(); stored before any worker can see the job.
+    await this.state.initialize(jobId, spec.state);
     onStored(jobId); // the deploying socket joins the job's room before any event can exist
     const escrow = total > 0 ? await this.payments.escrowOnDeploy(jobId, spec.owner, spec.slicePaymentOffer, total) : ({ kind: 'free' } as const);
     await this.leases.openJob(jobId, total, escrow.kind === 'free' ? null : {

@@ -35,6 +35,14 @@ describe(checkJobSpec.name, () => {
   it('counts work and arguments against maxWorkBytes (EWORKTOOBIG)', () => {
     expect(codeOf(() => checkJobSpec(spec({ arguments: ['x'.repeat(1000)] }), limits, now))).toBe('EWORKTOOBIG');
   });
+  it('counts module sources against maxWorkBytes too (EWORKTOOBIG): the spec\'s "work function and local modules"', () => {
+    const modules = (bytes: number) => ({ main: { './m': 'm.js' }, files: [{ id: 'm.js', source: 'x'.repeat(bytes), requires: {} }] });
+    expect(checkJobSpec(spec({ modules: modules(500) }), limits, now).sliceCount).toBe(10);
+    expect(codeOf(() => checkJobSpec(spec({ modules: modules(990) }), limits, now))).toBe('EWORKTOOBIG');
+  });
+  it('refuses a module table naming a module it does not carry (schema)', () => {
+    expect(() => spec({ modules: { main: { './m': 'gone.js' }, files: [{ id: 'm.js', source: '', requires: {} }] } })).toThrow(/not in the job/);
+  });
   it('refuses a paid offer with ENOBANK', () => {
     expect(codeOf(() => checkJobSpec(spec({ slicePaymentOffer: '0.5' }), limits, now))).toBe('ENOBANK');
   });

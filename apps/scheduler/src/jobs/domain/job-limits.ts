@@ -1,4 +1,4 @@
-import { canonicalJson, CommuneError, ErrorCode, type JobSpec } from '@commune/protocol';
+import { CommuneError, ErrorCode, workBytesOf, type JobSpec } from '@commune/protocol';
 import { inputSetFromDescriptor, type InputSet } from '@commune/ranges';
 
 export interface JobLimits {
@@ -19,9 +19,11 @@ export function checkJobSpec(spec: JobSpec, limits: JobLimits, now: number): Inp
   if (spec.expiresAt - now > limits.maxSignatureLifetimeMs) {
     throw new CommuneError(ErrorCode.EEXPIRED, `expiresAt lies more than maxSignatureLifetimeMs (${limits.maxSignatureLifetimeMs} ms) ahead`);
   }
-  const workBytes = Buffer.byteLength(spec.work) + Buffer.byteLength(canonicalJson(spec.arguments));
+  // spec EWORKTOOBIG: "the combined size of the work function and local modules".
+  const workBytes = workBytesOf(spec.work, spec.arguments, spec.modules);
   if (workBytes > limits.maxWorkBytes) {
-    throw new CommuneError(ErrorCode.EWORKTOOBIG, `work function and arguments are ${workBytes} bytes; maxWorkBytes is ${limits.maxWorkBytes}`);
+    const what = spec.modules ? `work function, arguments and ${spec.modules.files.length} modules` : 'work function and arguments';
+    throw new CommuneError(ErrorCode.EWORKTOOBIG, `${what} are ${workBytes} bytes; maxWorkBytes is ${limits.maxWorkBytes}`);
   }
   if (Number(spec.slicePaymentOffer) !== 0 && !limits.bankEnabled) {
     throw new CommuneError(ErrorCode.ENOBANK, 'paid jobs need the bank, which this scheduler is not connected to (BANK_URL); offer 0 for free computation');

@@ -1,0 +1,96 @@
+import { type OnGatewayConnection, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
+import type { Namespace, Socket } from 'socket.io';
+import {
+  ClientStateOperationRequestSchema, CommuneError, ErrorCode, Namespaces, StateSubscriptionSchema, WorkerStateOperationSchema,
+  type ClientToSchedulerEvents, type SchedulerToClientEvents, type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
+} from '@commune/protocol';
+import { reply, toErrorReply } from '../common-replies.js';
+import { jobStateRoom, StateEvents, workerStateRoom } from './state-events.js';
+import { StateService } from './state.service.js';
+
+type ClientSocket = Socket<ClientToSchedulerEvents, SchedulerToClientEvents>;
+/** The worker gateway (dispatch/) sets `leaseOwner` when the connection is accepted. */
+type WorkerSocket = Socket<WorkerToSchedulerEvents, SchedulerToWorkerEvents, Record<string, never>, { leaseOwner?: string }>;
+
+/** `/client` state events: signed operations, reads, change subscriptions. Thin: parse, call, reply. */
+@WebSocketGateway({ namespace: Namespaces.client })
+export class StateClientGateway implements OnGatewayInit, OnGatewayConnection {
+  constructor(private readonly state: StateService, private readonly events: StateEvents) {}
+
+  afterInit(namespace: Namespace<ClientToSchedulerEvents, SchedulerToClientEvents>): void {
+    this.events.attachClients(namespace);
+  }
+
+  handleConnection(socket: ClientSocket): void {
+    socket.on('state:op', async (payload, ack) => {
+      try {
+        const { request, signature } = ClientStateOperationRequestSchema.parse(payload);
+        reply(ack, await this.state.fromOwner(request, signature));
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('state:get', async (payload, ack) => {
+      try {
+        const { jobId } = StateSubscriptionSchema.parse(payload);
+        reply(ack, { ok: true as const, ...(await this.state.snapshot(jobId)) });
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('state:subscribe', async (payload, ack) => {
+      try {
+        const { jobId } = StateSubscriptionSchema.parse(payload);
+        // Joined before reading, so no change can fall between the snapshot and the first event.
+        await socket.join(jobStateRoom(jobId));
+        reply(ack, { ok: true as const, ...(await this.state.snapshot(jobId)) });
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('state:unsubscribe', (payload) => {
+      const parsed = StateSubscriptionSchema.safeParse(payload);
+      if (parsed.success) void socket.leave(jobStateRoom(parsed.data.jobId));
+    });
+  }
+}
+
+/** `/worker` state events: operations and change subscriptions of workers holding the job's tasks. */
+@WebSocketGateway({ namespace: Namespaces.worker })
+export class StateWorkerGateway implements OnGatewayInit, OnGatewayConnection {
+  constructor(private readonly state: StateService, private readonly events: StateEvents) {}
+
+  afterInit(namespace: Namespace<WorkerToSchedulerEvents, SchedulerToWorkerEvents>): void {
+    this.events.attachWorkers(namespace);
+  }
+
+  handleConnection(socket: WorkerSocket): void {
+    const leaseOwner = (): string => {
+      const owner = socket.data?.leaseOwner;
+      if (!owner) throw new CommuneError(ErrorCode.EPERM, 'this connection was not accepted as a worker');
+      return owner;
+    };
+    socket.on('state:op', async (payload, ack) => {
+      try {
+        const { jobId, operation } = WorkerStateOperationSchema.parse(payload);
+        reply(ack, await this.state.fromWorker(jobId, operation, leaseOwner()));
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('state:subscribe', async (payload, ack) => {
+      try {
+        const { jobId } = StateSubscriptionSchema.parse(payload);
+        if (!(await this.state.mayFollow(leaseOwner(), jobId))) throw new CommuneError(ErrorCode.ENOTLEASED, `this worker holds no task of job ${jobId}`);
+        await socket.join(workerStateRoom(jobId));
+        reply(ack, { ok: true as const, ...(await this.state.snapshot(jobId)) });
+      } catch (error) {
+        reply(ack, toErrorReply(error));
+      }
+    });
+    socket.on('state:unsubscribe', (payload) => {
+      const parsed = StateSubscriptionSchema.safeParse(payload);
+      if (parsed.success) void socket.leave(workerStateRoom(parsed.data.jobId));
+    });
+  }
+}
