@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { JsonRpcProvider, Wallet, parseUnits } from 'ethers';
+import { JsonRpcProvider, Wallet, formatUnits, parseUnits } from 'ethers';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const home = process.env.COMMUNE_HOME ?? join(homedir(), '.commune');
@@ -136,7 +136,7 @@ try {
     chain       ${chain.rpcUrl}  (DCC token ${chain.token}, vault ${chain.vault})` : ''}
     workers     ${workerCount} connected, ${sandboxesPerWorker} sandbox(es) each, earnings in ~/.commune/workers.json
     keystore    ~/.commune/default.keystore (${address})${withBank ? `
-    balance     ${(Number(BigInt(balance)) / 1e18).toString()} DCC${funded ? ` (deposited ${devFundsDcc} DCC through the bridge)` : ''}` : ''}
+    balance     ${formatUnits(BigInt(balance), 18).replace(/\.0$/, '')} DCC${funded ? ` (deposited ${devFundsDcc} DCC through the bridge)` : ''}` : ''}
 
   Try it, in another terminal:
     node examples/hello.mjs
