@@ -1,6 +1,9 @@
 import { Wallet } from 'ethers';
-import type { DeployReply, JobEndEvent, JobResultsEvent, Task, TaskGrant, TaskResultsAck } from '@commune/protocol';
+import { newId, type DeployReply, type JobEndEvent, type JobResultsEvent, type Task, type TaskGrant, type TaskResultsAck } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
+import { JobsRepository } from '../src/jobs/jobs.repository.js';
+import { LeaseRepository } from '../src/dispatch/lease.repository.js';
+import { MaintenanceConsumer } from '../src/dispatch/maintenance.consumer.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
 import { signedDeploy } from '../../../test/support/signing.js';
 import { connectClient, connectWorker, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
@@ -195,5 +198,17 @@ describe('scheduler (real Postgres and Redis)', () => {
     const cancel = action('n_owner0001');
     const done = await request<{ ok: boolean; status?: { runStatus: string } }>(c, 'job:action', { request: cancel, signature: await signPayload(owner, cancel) });
     expect(done).toMatchObject({ ok: true, status: { runStatus: 'cancelled', total: 1e9 + 1 } });
+  });
+
+  it('leaves a job stored but not yet opened by its deploy to that deploy: reconcile does not open it exhausted', async () => {
+    const repository = replicaA.app.get(JobsRepository);
+    const leases = replicaA.app.get(LeaseRepository);
+    const { job } = await signedDeploy(Wallet.createRandom(), { work: '(x) => x', inputSet: { kind: 'range', range: { start: 0, end: 2 } } });
+    const jobId = newId('j');
+    expect(await repository.create(jobId, job, '0x' + '0'.repeat(64), 3, '0x00')).toBe(true); // stored; openJob not called yet
+    await replicaA.app.get(MaintenanceConsumer).reconcile();
+    expect(await leases.jobState(jobId)).toBeNull();
+    await leases.openJob(jobId, 3); // what the deploy does next
+    expect(await leases.jobState(jobId)).toMatchObject({ total: 3, cursor: 0, queued: 0 });
   });
 });

@@ -25,6 +25,8 @@ export class MaintenanceConsumer implements OnApplicationBootstrap, OnModuleDest
   private worker: Worker | null = null;
   /** Missing slices requeued per job per reconcile pass. */
   static readonly maxRequeuePerPass = 10_000;
+  /** Jobs younger than this are left to their deploy (which stores, escrows, then opens them). */
+  static readonly deployGraceMs = 30_000;
 
   constructor(
     @Inject(SCHEDULER_ENV) private readonly env: SchedulerEnv,
@@ -87,7 +89,9 @@ export class MaintenanceConsumer implements OnApplicationBootstrap, OnModuleDest
 
   async reconcile(): Promise<number> {
     let requeued = 0;
-    for (const job of await this.jobsRepository.running(1000)) {
+    // A job is stored in Postgres before its deploy opens it in Redis (after escrow): reconciling
+    // it in between would open it a second time, exhausted, with every slice put back.
+    for (const job of await this.jobsRepository.running(1000, MaintenanceConsumer.deployGraceMs)) {
       if (job.computed >= job.total) {
         await this.jobs.endJob(job.id, 'finished', null);
         continue;

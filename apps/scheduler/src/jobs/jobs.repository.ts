@@ -164,10 +164,11 @@ export class JobsRepository {
   }
 
   /** Running jobs, for the reconciler. */
-  async running(limit: number): Promise<Array<{ id: string; total: number; computed: number }>> {
+  /** Running jobs created at least `minAgeMs` ago (younger ones may still be in the middle of their deploy). */
+  async running(limit: number, minAgeMs: number): Promise<Array<{ id: string; total: number; computed: number }>> {
     const rows = await this.prisma.pool.query<{ id: string; total: string; computed: string }>(
-      "SELECT id, total, computed FROM jobs WHERE status = 'running' ORDER BY created_at LIMIT $1",
-      [limit],
+      "SELECT id, total, computed FROM jobs WHERE status = 'running' AND created_at < now() - make_interval(secs => $2::double precision / 1000) ORDER BY created_at LIMIT $1",
+      [limit, minAgeMs],
     );
     return rows.rows.map((row) => ({ id: row.id, total: Number(row.total), computed: Number(row.computed) }));
   }
