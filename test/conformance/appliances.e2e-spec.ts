@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Wallet } from 'ethers';
 import { init, type Appliance } from '@commune/client';
-import { dropIsolated, isolatedEnvironment, waitFor } from '../support/services.js';
-import { connectedWorkers, freePort, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
+import { isolatedEnvironment } from '../support/services.js';
+import { startOneSchedulerCommune, type OneSchedulerCommune } from '../support/processes.js';
 
 /* eslint-disable no-var */
 // A global of the sandbox, declared so the work functions below type-check.
@@ -22,8 +22,8 @@ declare var progress: (n?: number | string) => boolean;
 describe('appliances (conformance, e2e)', () => {
   const env = isolatedEnvironment({ LOG_LEVEL: 'warn' });
   const home = mkdtempSync(join(tmpdir(), 'commune-conformance-appliances-'));
-  let scheduler: RunningProcess & { url: string };
-  const workers: RunningProcess[] = [];
+  let scheduler: OneSchedulerCommune['scheduler'];
+  let platform: OneSchedulerCommune;
   let commune: Awaited<ReturnType<typeof init>>;
   let compute: Awaited<ReturnType<typeof init>>['compute'];
   const name = `math-util-${randomBytes(4).toString('hex')}`;
@@ -45,9 +45,8 @@ describe('appliances (conformance, e2e)', () => {
   }
 
   beforeAll(async () => {
-    scheduler = await spawnScheduler(env, await freePort());
-    workers.push(spawnWorker(scheduler.url, 2), spawnWorker(scheduler.url, 2));
-    await waitFor('two workers connected', async () => (await connectedWorkers(scheduler.url)) === 2, 20_000, 100);
+    platform = await startOneSchedulerCommune(env);
+    scheduler = platform.scheduler;
     commune = await init({ scheduler: scheduler.url, home });
     compute = commune.compute;
     // 1.0.0 and 1.2.0 are in ^1.0.0 (1.2.0 is the highest); 2.0.0 is not.
@@ -57,9 +56,7 @@ describe('appliances (conformance, e2e)', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(workers.map((worker) => worker.stop()));
-    await scheduler?.stop();
-    await dropIsolated(env);
+    await platform?.stop();
   }, 30_000);
 
   const squares = Array.from({ length: 10 }, (_, i) => (i + 1) * (i + 1));

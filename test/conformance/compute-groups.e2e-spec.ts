@@ -2,8 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { init } from '@commune/client';
-import { dropIsolated, isolatedEnvironment, waitFor } from '../support/services.js';
-import { connectedWorkers, freePort, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
+import { isolatedEnvironment, waitFor } from '../support/services.js';
+import { startOneSchedulerCommune, type OneSchedulerCommune } from '../support/processes.js';
 
 /**
  * Compute groups end to end (the job handle's `computeGroups`; DCP worker: "the worker and the job
@@ -15,18 +15,17 @@ describe('compute groups (conformance, e2e)', () => {
   const env = isolatedEnvironment({ LOG_LEVEL: 'warn' });
   const home = mkdtempSync(join(tmpdir(), 'commune-conformance-groups-'));
   const group = { joinKey: `lab-${Date.now().toString(36)}`, joinSecret: 'the lab secret' };
-  let scheduler: RunningProcess & { url: string };
-  const workers: RunningProcess[] = [];
+  let platform: OneSchedulerCommune;
+  let scheduler: OneSchedulerCommune['scheduler'];
   let compute: Awaited<ReturnType<typeof init>>['compute'];
 
   beforeAll(async () => {
-    scheduler = await spawnScheduler(env, await freePort());
+    platform = await startOneSchedulerCommune(env, 0);
+    scheduler = platform.scheduler;
     ({ compute } = await init({ scheduler: scheduler.url, home }));
   }, 60_000);
   afterAll(async () => {
-    await Promise.all(workers.map((worker) => worker.stop()));
-    await scheduler?.stop();
-    await dropIsolated(env);
+    await platform?.stop();
   }, 30_000);
 
   const squares = () => compute.for(1, 6, (i: number) => progress(1) && i * i);
@@ -40,8 +39,7 @@ describe('compute groups (conformance, e2e)', () => {
   });
 
   it('runs a group job only once a worker of its group connects (exec)', async () => {
-    workers.push(spawnWorker(scheduler.url, 1)); // public only
-    await waitFor('the public worker', async () => (await connectedWorkers(scheduler.url)) === 1, 20_000, 100);
+    await platform.addWorker([], 1); // public only
     const job = squares();
     job.computeGroups.push(group);
     const done = job.exec();
@@ -50,7 +48,7 @@ describe('compute groups (conformance, e2e)', () => {
       return status?.waitingFor ?? null;
     }, 20_000, 100);
     expect((await compute.status(job.id!)).computed).toBe(0);
-    workers.push(spawnWorker(scheduler.url, 1, ['--join', `${group.joinKey}:${group.joinSecret}`, '--no-public-group']));
+    await platform.addWorker(['--join', `${group.joinKey}:${group.joinSecret}`, '--no-public-group'], 1);
     expect(Array.from(await done)).toEqual(expected);
   }, 60_000);
 
@@ -73,12 +71,11 @@ describe('compute groups (conformance, e2e)', () => {
   }, 30_000);
 
   it('keeps public jobs off a worker that left the public group', async () => {
-    await workers.shift()!.stop(); // the public worker; the group worker (--no-public-group) stays
-    await waitFor('only the group worker', async () => (await connectedWorkers(scheduler.url)) === 1, 20_000, 100);
+    await platform.stopWorker(platform.workers[0]!); // the public worker; the group worker (--no-public-group) stays
     const job = squares();
     const done = job.exec();
     await waitFor('the public job to wait for a public worker', async () => (job.id ? (await compute.status(job.id)).waitingFor ?? null : null), 20_000, 100);
-    workers.push(spawnWorker(scheduler.url, 1));
+    await platform.addWorker([], 1);
     expect(Array.from(await done)).toEqual(expected);
   }, 60_000);
 });

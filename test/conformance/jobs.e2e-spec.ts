@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { init, type Job, type NoProgressDataEvent, type NoProgressEvent } from '@commune/client';
 import { signPayload, verifyPayload, type JobStatus } from '@commune/protocol';
-import { dropIsolated, isolatedEnvironment, waitFor } from '../support/services.js';
-import { connectedWorkers, freePort, repoRoot, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
+import { isolatedEnvironment, waitFor } from '../support/services.js';
+import { repoRoot, startOneSchedulerCommune, type OneSchedulerCommune } from '../support/processes.js';
 import { connectClient, request } from '../support/sockets.js';
 
 /**
@@ -20,23 +20,20 @@ describe('jobs, result handles and static methods (conformance, e2e)', () => {
   const limits = { progressTimeoutMs: 1500, maxAttemptsPerSlice: 2 };
   const env = isolatedEnvironment({ LOG_LEVEL: 'warn', PROGRESS_TIMEOUT_MS: String(limits.progressTimeoutMs), MAX_ATTEMPTS_PER_SLICE: String(limits.maxAttemptsPerSlice) });
   const home = mkdtempSync(join(tmpdir(), 'commune-conformance-jobs-'));
-  let scheduler: RunningProcess & { url: string };
-  const workers: RunningProcess[] = [];
+  let platform: OneSchedulerCommune;
+  let scheduler: OneSchedulerCommune['scheduler'];
   let commune: Awaited<ReturnType<typeof init>>;
   let compute: Awaited<ReturnType<typeof init>>['compute'];
 
   beforeAll(async () => {
-    scheduler = await spawnScheduler(env, await freePort());
-    workers.push(spawnWorker(scheduler.url, 2), spawnWorker(scheduler.url, 2));
-    await waitFor('two workers connected', async () => (await connectedWorkers(scheduler.url)) === 2, 20_000, 100);
+    platform = await startOneSchedulerCommune(env);
+    scheduler = platform.scheduler;
     commune = await init({ scheduler: scheduler.url, home, localExec: limits });
     compute = commune.compute;
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(workers.map((worker) => worker.stop()));
-    await scheduler?.stop();
-    await dropIsolated(env);
+    await platform?.stop();
   }, 30_000);
 
   const tens = () => compute.for(0, 9, (i: number) => progress(1) && i * 10);

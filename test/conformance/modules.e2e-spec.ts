@@ -2,8 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { init } from '@commune/client';
-import { dropIsolated, isolatedEnvironment, waitFor } from '../support/services.js';
-import { connectedWorkers, freePort, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
+import { isolatedEnvironment } from '../support/services.js';
+import { startOneSchedulerCommune, type OneSchedulerCommune } from '../support/processes.js';
 
 /**
  * Conformance of modules (spec "Job Handles / requires", "Worker Environment: require()",
@@ -17,21 +17,18 @@ describe('modules: job.requires() and require() in the sandbox (conformance, e2e
   const maxSlicesPerTask = 5;
   const env = isolatedEnvironment({ LOG_LEVEL: 'warn', MAX_SLICES_PER_TASK: String(maxSlicesPerTask), MAX_ATTEMPTS_PER_SLICE: '1' });
   const home = mkdtempSync(join(tmpdir(), 'commune-conformance-modules-'));
-  let scheduler: RunningProcess & { url: string };
-  let worker: RunningProcess;
+  let platform: OneSchedulerCommune;
+  let scheduler: OneSchedulerCommune['scheduler'];
   let compute: Awaited<ReturnType<typeof init>>['compute'];
 
   beforeAll(async () => {
-    scheduler = await spawnScheduler(env, await freePort());
-    worker = spawnWorker(scheduler.url, 2);
-    await waitFor('one worker connected', async () => (await connectedWorkers(scheduler.url)) === 1, 20_000, 100);
+    platform = await startOneSchedulerCommune(env, 1);
+    scheduler = platform.scheduler;
     compute = (await init({ scheduler: scheduler.url, home, localExec: { maxAttemptsPerSlice: 1 } })).compute;
   }, 60_000);
 
   afterAll(async () => {
-    await worker?.stop();
-    await scheduler?.stop();
-    await dropIsolated(env);
+    await platform?.stop();
   }, 30_000);
 
   /** A counter of the scheduler's /metrics. */
@@ -76,10 +73,8 @@ describe('modules: job.requires() and require() in the sandbox (conformance, e2e
 
   it('a fresh worker connection gets the sources once: 4 files (refiner + 3 dependencies) for a 60-slice job in 12+ tasks', async () => {
     // Replace the worker: a new connection has been sent nothing.
-    await worker.stop();
-    await waitFor('the worker gone', async () => (await connectedWorkers(scheduler.url)) === 0, 20_000, 100);
-    worker = spawnWorker(scheduler.url, 2);
-    await waitFor('the new worker connected', async () => (await connectedWorkers(scheduler.url)) === 1, 20_000, 100);
+    await platform.stopWorker(platform.workers[0]!);
+    await platform.addWorker();
     const sentBefore = await metric('commune_module_sources_sent_total');
     const leasedBefore = await metric('commune_slices_leased_total');
     expect(Array.from(await refinerJob(60).exec())).toEqual(expected(60));

@@ -2,8 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { init } from '@commune/client';
-import { dropIsolated, isolatedEnvironment, waitFor } from '../support/services.js';
-import { connectedWorkers, freePort, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
+import { isolatedEnvironment } from '../support/services.js';
+import { startOneSchedulerCommune, type OneSchedulerCommune } from '../support/processes.js';
 
 /** The sandbox globals the work functions below use (they run in a sandbox, not here). */
 declare function progress(value?: number | string): boolean;
@@ -26,21 +26,16 @@ declare const worker: {
 describe('shared state (conformance, e2e)', () => {
   const env = isolatedEnvironment({ LOG_LEVEL: 'warn' });
   const home = mkdtempSync(join(tmpdir(), 'commune-conformance-state-'));
-  let scheduler: RunningProcess & { url: string };
-  const workers: RunningProcess[] = [];
+  let platform: OneSchedulerCommune;
   let compute: Awaited<ReturnType<typeof init>>['compute'];
 
   beforeAll(async () => {
-    scheduler = await spawnScheduler(env, await freePort());
-    workers.push(spawnWorker(scheduler.url, 2), spawnWorker(scheduler.url, 2));
-    await waitFor('two workers connected', async () => (await connectedWorkers(scheduler.url)) === 2, 20_000, 100);
-    compute = (await init({ scheduler: scheduler.url, home })).compute;
+    platform = await startOneSchedulerCommune(env);
+    compute = (await init({ scheduler: platform.scheduler.url, home })).compute;
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(workers.map((process) => process.stop()));
-    await scheduler?.stop();
-    await dropIsolated(env);
+    await platform?.stop();
   }, 30_000);
 
   /** The spec's example, with a deterministic refiner in place of require('./refiner'). */

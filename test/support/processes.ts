@@ -107,3 +107,45 @@ export async function startTwoReplicaCommune(env: Record<string, string>): Promi
     },
   };
 }
+
+/**
+ * One scheduler and `workers` `commune-worker` processes (`sandboxes` each), as the conformance
+ * suites run them. `addWorker` starts one more and waits until the scheduler counts it;
+ * `stopWorker` stops one and waits until the scheduler lets it go.
+ */
+export interface OneSchedulerCommune {
+  env: Record<string, string>;
+  scheduler: RunningProcess & { url: string };
+  workers: RunningProcess[];
+  addWorker(extraArgs?: string[], sandboxes?: number): Promise<RunningProcess>;
+  stopWorker(worker: RunningProcess): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startOneSchedulerCommune(env: Record<string, string>, workerCount = 2, sandboxes = 2): Promise<OneSchedulerCommune> {
+  const { dropIsolated } = await import('./services.js');
+  const scheduler = await spawnScheduler(env, await freePort());
+  const workers: RunningProcess[] = [];
+  const connected = (count: number, what: string) => waitFor(what, async () => (await connectedWorkers(scheduler.url)) === count, 20_000, 100);
+  for (let i = 0; i < workerCount; i++) workers.push(spawnWorker(scheduler.url, sandboxes));
+  await connected(workerCount, `${workerCount} workers connected`);
+  return {
+    env, scheduler, workers,
+    async addWorker(extraArgs = [], workerSandboxes = sandboxes) {
+      const worker = spawnWorker(scheduler.url, workerSandboxes, extraArgs);
+      workers.push(worker);
+      await connected(workers.length, `worker ${workers.length} connected`);
+      return worker;
+    },
+    async stopWorker(worker) {
+      workers.splice(workers.indexOf(worker), 1);
+      await worker.stop();
+      await connected(workers.length, `${workers.length} workers left`);
+    },
+    async stop() {
+      await Promise.all(workers.map((worker) => worker.stop()));
+      await scheduler.stop();
+      await dropIsolated(env);
+    },
+  };
+}

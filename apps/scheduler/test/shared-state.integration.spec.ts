@@ -5,20 +5,9 @@ import {
 } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
+import { seededRandom } from '../../../test/support/random.js';
 import { signedDeploy } from '../../../test/support/signing.js';
 import { connectClient, connectWorker, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
-
-/** A seeded generator (mulberry32); the seed is printed when a test fails. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('shared state across two scheduler replicas (real Postgres and Redis)', () => {
   const env = isolatedEnvironment({});
@@ -69,7 +58,7 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
     request<StateOperationReply>(socket, 'state:op', { jobId, operation: StateOperationSchema.parse(operation) }, 20_000);
 
   it(`many concurrent increments from workers on both replicas sum exactly (seed ${seed})`, async () => {
-    const random = seeded(seed);
+    const random = seededRandom(seed);
     const jobId = await deploy({ count: 0, total: 0 }, 8);
     const workers = await Promise.all([0, 1, 2, 3].map((i) => worker(`worker-inc-${i}`, i % 2 === 0 ? replicaA : replicaB)));
     for (const socket of workers) await leaseTask(socket, jobId);
@@ -87,7 +76,7 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
   }, 60_000);
 
   it(`concurrent set('min') ends at the true minimum, and listening sockets on both replicas hear it (seed ${seed})`, async () => {
-    const random = seeded(seed + 1);
+    const random = seededRandom(seed + 1);
     const jobId = await deploy({ best: Infinity, note: 'start' }, 8);
     const workers = await Promise.all([0, 1, 2, 3].map((i) => worker(`worker-min-${i}`, i % 2 === 0 ? replicaA : replicaB)));
     for (const socket of workers) await leaseTask(socket, jobId);

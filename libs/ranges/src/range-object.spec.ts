@@ -1,6 +1,7 @@
 import { BigNumber } from 'bignumber.js';
 import { CommuneError, ErrorCode, InputSetSchema } from '@commune/protocol';
 import { RangeObject } from './range-object.js';
+import { seededRandom } from '../../../test/support/random.js';
 
 /** The CommuneError code fn throws, or 'no error'. */
 function codeOf(fn: () => unknown): string {
@@ -11,18 +12,6 @@ function codeOf(fn: () => unknown): string {
     throw error;
   }
   return 'no error';
-}
-
-/** Mulberry32: a small seeded PRNG, so a failing property run can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe(RangeObject.name, () => {
@@ -306,7 +295,7 @@ describe(RangeObject.name, () => {
 
   describe('property: datum(i) is start + i * step computed with BigNumber', () => {
     const seed = Number(process.env.RANGES_SEED ?? Date.now() % 2 ** 31);
-    const random = mulberry32(seed);
+    const random = seededRandom(seed);
     const int = (below: number) => Math.floor(random() * below);
     /** A random decimal below magnitude with up to `places` decimal places, scaled by 10^shift. */
     const decimalText = (magnitude: number, places: number, shift = 0): string =>

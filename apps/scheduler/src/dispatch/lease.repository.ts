@@ -1,9 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { RedisConnections } from '../redis/redis.module.js';
+import { RedisConnections, type ScriptRunner } from '../redis/redis.module.js';
 import { claimScript, leaseScript, openJobScript, releaseWorkerScript, requeueScript, returnScript, setEscrowedScript, setRunningScript, sweepScript } from './lease-scripts.js';
 
-type ScriptRunner = (...args: (string | number)[]) => Promise<unknown>;
 
 export interface Lease {
   jobId: string;
@@ -20,18 +19,10 @@ export class LeaseRepository {
   constructor(connections: RedisConnections) {
     this.redis = connections.command;
     this.prefix = connections.prefix;
-    const sources = {
+    this.scripts = connections.scripts('commune', {
       lease: leaseScript, claim: claimScript, return: returnScript, releaseWorker: releaseWorkerScript, sweep: sweepScript, requeue: requeueScript, openJob: openJobScript,
       setRunning: setRunningScript, setEscrowed: setEscrowedScript,
-    };
-    const scripts = {} as Record<keyof typeof sources, ScriptRunner>;
-    for (const [name, lua] of Object.entries(sources) as [keyof typeof sources, string][]) {
-      const command = `commune_${name}`;
-      if (!(command in this.redis)) this.redis.defineCommand(command, { numberOfKeys: 0, lua });
-      const runner = (this.redis as unknown as Record<string, ScriptRunner>)[command]!;
-      scripts[name] = (...args) => runner.call(this.redis, ...args);
-    }
-    this.scripts = scripts;
+    });
   }
 
   /**

@@ -72,7 +72,10 @@ export class JobsRepository {
   constructor(private readonly prisma: PrismaService) {}
 
   /** Stores a new job; false when (owner, nonce) was used before (a replayed deploy). */
-  async create(id: string, spec: JobSpec, workHash: string, total: number, signature: string, meanInputBytes = 0, appliance: JobAppliance | null = null): Promise<boolean> {
+  async create(
+    id: string, spec: JobSpec, workHash: string, total: number, signature: string, meanInputBytes = 0, appliance: JobAppliance | null = null,
+    computeGroups: readonly string[] = [],
+  ): Promise<boolean> {
     const modules = spec.modules ? moduleTableOf(spec.modules) : undefined;
     if (spec.modules && modules) {
       // Content-addressed: a module already stored (by an earlier job) is kept as it is.
@@ -99,6 +102,7 @@ export class JobsRepository {
           signature,
           meanInputBytes,
           ...(appliance ? { appliance: appliance as Prisma.InputJsonValue } : {}),
+          ...(computeGroups.length > 0 ? { computeGroups: [...computeGroups] } : {}),
           ...(modules ? { modules: modules as unknown as Prisma.InputJsonValue } : {}),
         },
       });
@@ -107,11 +111,6 @@ export class JobsRepository {
       if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') return false;
       throw error;
     }
-  }
-
-  /** Records the compute groups a new job joined (before it is opened for dispatch). */
-  async setComputeGroups(id: string, joinKeys: readonly string[]): Promise<void> {
-    await this.prisma.pool.query('UPDATE jobs SET compute_groups = $2::text[] WHERE id = $1', [id, joinKeys]);
   }
 
   async find(id: string): Promise<StoredJob | null> {

@@ -60,7 +60,7 @@ export class JobsService {
     const appliance = spec.appliance ? await this.appliances.jobOrigin(spec.appliance, spec.work) : null;
     // Compute groups: every credential must hold (ENOTFOUND / EPERM), or the job is not deployed at all.
     const computeGroups = await this.computeGroups.join(spec.computeGroups ?? []);
-    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet), appliance);
+    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet), appliance, computeGroups);
     if (!stored) {
       // A resent deploy (the client lost our ack) gets the first answer; another job reusing the
       // nonce is a replay.
@@ -69,7 +69,6 @@ export class JobsService {
       onStored(first.id);
       return { jobId: first.id, total: first.total, receipt: hashOf({ jobId: first.id, signature }) };
     }
-    if (computeGroups.length > 0) await this.jobs.setComputeGroups(jobId, computeGroups);
     // spec "Shared State": job.state as it was at exec(); stored before any worker can see the job.
     await this.state.initialize(jobId, spec.state);
     onStored(jobId); // the deploying socket joins the job's room before any event can exist

@@ -3,6 +3,9 @@ import type { ConnectionOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 
+/** Runs one Lua script with its ARGV. */
+export type ScriptRunner = (...args: (string | number)[]) => Promise<unknown>;
+
 /**
  * Redis connections. Redis holds only what can be rebuilt from Postgres (leases, ready queues,
  * counters, socket.io adapter traffic): losing it pauses work, never loses a result.
@@ -33,6 +36,21 @@ export class RedisConnections implements OnApplicationShutdown {
 
   key(...parts: string[]): string {
     return `${this.prefix}:${parts.join(':')}`;
+  }
+
+  /**
+   * Lua scripts as commands on the command connection (EVALSHA, loaded once per connection), named
+   * `${namespace}_${name}`; each runner takes ARGV only (the scripts build their keys from the prefix).
+   */
+  scripts<Name extends string>(namespace: string, sources: Record<Name, string>): Record<Name, ScriptRunner> {
+    const runners = {} as Record<Name, ScriptRunner>;
+    for (const [name, lua] of Object.entries(sources) as [Name, string][]) {
+      const command = `${namespace}_${name}`;
+      if (!(command in this.command)) this.command.defineCommand(command, { numberOfKeys: 0, lua });
+      const runner = (this.command as unknown as Record<string, ScriptRunner>)[command]!;
+      runners[name] = (...args) => runner.call(this.command, ...args);
+    }
+    return runners;
   }
 
   /** After the socket.io server closed (it unsubscribes through these connections). */

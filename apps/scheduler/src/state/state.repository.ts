@@ -4,10 +4,9 @@ import {
   CommuneError, decodeState, encodeState, ErrorCode, Limits, stateBytes, type StateObject, type StateOperation,
 } from '@commune/protocol';
 import { PrismaService } from '../database/prisma.service.js';
-import { RedisConnections } from '../redis/redis.module.js';
+import { RedisConnections, type ScriptRunner } from '../redis/redis.module.js';
 import { holdsTaskScript, readStateScript, seedStateScript, stateOperationScript } from './state-scripts.js';
 
-type ScriptRunner = (...args: (string | number)[]) => Promise<unknown>;
 
 /** A job's state as stored: its version and the object. */
 export interface StoredState {
@@ -40,15 +39,7 @@ export class StateRepository {
   constructor(connections: RedisConnections, private readonly prisma: PrismaService) {
     this.redis = connections.command;
     this.prefix = connections.prefix;
-    const sources = { operate: stateOperationScript, seed: seedStateScript, read: readStateScript, holds: holdsTaskScript };
-    const scripts = {} as Record<keyof typeof sources, ScriptRunner>;
-    for (const [name, lua] of Object.entries(sources) as [keyof typeof sources, string][]) {
-      const command = `commune_state_${name}`;
-      if (!(command in this.redis)) this.redis.defineCommand(command, { numberOfKeys: 0, lua });
-      const runner = (this.redis as unknown as Record<string, ScriptRunner>)[command]!;
-      scripts[name] = (...args) => runner.call(this.redis, ...args);
-    }
-    this.scripts = scripts;
+    this.scripts = connections.scripts('commune_state', { operate: stateOperationScript, seed: seedStateScript, read: readStateScript, holds: holdsTaskScript });
   }
 
   /**

@@ -21,7 +21,9 @@ export class StateService {
 
   /** The state the job was deployed with (state text; absent: {}). */
   async initialize(jobId: string, text: string | undefined): Promise<void> {
-    await this.repository.initialize(jobId, text ?? '{}');
+    // Most jobs have no state: they cost nothing at deploy, and the first read seeds {} at version 0.
+    if (text === undefined || text === '{}') return;
+    await this.repository.initialize(jobId, text);
   }
 
   async snapshot(jobId: string): Promise<StateSnapshot> {
