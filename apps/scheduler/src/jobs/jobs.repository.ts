@@ -3,7 +3,6 @@ import type { JobAppliance, JobPublic, JobSpec, JobStatus, ModuleTable, RunStatu
 import { moduleTableHashOf, moduleTableOf, ModuleTableSchema } from '@commune/protocol';
 import { PrismaService } from '../database/prisma.service.js';
 import { unitsToDcc } from '../payments/domain/pricing.js';
-import { Prisma } from '../generated/prisma/client.js';
 
 /** What the scheduler keeps of a job (the parts dispatch needs). */
 export interface StoredJob {
@@ -84,54 +83,45 @@ export class JobsRepository {
         [modules.files.map((file) => file.hash), spec.modules.files.map((file) => file.source)],
       );
     }
-    try {
-      await this.prisma.job.create({
-        data: {
-          id,
-          owner: spec.owner,
-          workHash,
-          work: spec.work,
-          arguments: spec.arguments as Prisma.InputJsonValue,
-          inputSet: spec.inputSet as Prisma.InputJsonValue,
-          requirements: spec.requirements as Prisma.InputJsonValue,
-          public: spec.public as Prisma.InputJsonValue,
-          slicePaymentOffer: spec.slicePaymentOffer,
-          collateResults: spec.collateResults,
-          total: BigInt(total),
-          nonce: spec.nonce,
-          signature,
-          meanInputBytes,
-          ...(appliance ? { appliance: appliance as Prisma.InputJsonValue } : {}),
-          ...(computeGroups.length > 0 ? { computeGroups: [...computeGroups] } : {}),
-          ...(modules ? { modules: modules as unknown as Prisma.InputJsonValue } : {}),
-        },
-      });
-      return true;
-    } catch (error) {
-      if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') return false;
-      throw error;
-    }
+    // One raw statement (deploy is on the latency path; the ORM's create costs a few ms more).
+    const json = (value: unknown) => (value === undefined || value === null ? null : JSON.stringify(value));
+    const rows = await this.prisma.pool.query(
+      `INSERT INTO jobs (id, owner, work_hash, work, arguments, input_set, requirements, public, slice_payment_offer, collate_results, total, nonce,
+         signature, mean_input_bytes, appliance, modules, compute_groups)
+       VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, $9::numeric, $10, $11::bigint, $12, $13, $14, $15::jsonb, $16::jsonb, $17::text[])
+       ON CONFLICT (owner, nonce) DO NOTHING RETURNING id`,
+      [
+        id, spec.owner, workHash, spec.work, json(spec.arguments), json(spec.inputSet), json(spec.requirements), json(spec.public), spec.slicePaymentOffer,
+        spec.collateResults, total, spec.nonce, signature, meanInputBytes, json(appliance), json(modules), [...computeGroups],
+      ],
+    );
+    return (rows.rowCount ?? 0) > 0;
   }
 
   async find(id: string): Promise<StoredJob | null> {
-    const job = await this.prisma.job.findUnique({
-      where: { id },
-      select: { id: true, owner: true, workHash: true, work: true, arguments: true, inputSet: true, public: true, requirements: true, total: true, status: true, computeGroups: true, modules: true },
-    });
+    // Raw, as create(): the first task of every job waits for this read.
+    const rows = await this.prisma.pool.query<{
+      id: string; owner: string; work_hash: string; work: string; arguments: unknown[]; input_set: JobSpec['inputSet']; public: JobPublic | null;
+      requirements: Record<string, unknown> | null; total: string; status: string; compute_groups: string[] | null; modules: unknown;
+    }>(
+      'SELECT id, owner, work_hash, work, arguments, input_set, public, requirements, total, status, compute_groups, modules FROM jobs WHERE id = $1',
+      [id],
+    );
+    const job = rows.rows[0];
     if (!job) return null;
     const modules = job.modules === null ? undefined : await this.moduleSources(job.id, ModuleTableSchema.parse(job.modules));
     return {
       id: job.id,
       owner: job.owner,
-      workHash: job.workHash,
+      workHash: job.work_hash,
       work: job.work,
-      arguments: job.arguments as unknown[],
-      inputSet: job.inputSet as JobSpec['inputSet'],
-      public: (job.public ?? {}) as JobPublic,
-      requirements: (job.requirements ?? {}) as Record<string, unknown>,
+      arguments: job.arguments,
+      inputSet: job.input_set,
+      public: job.public ?? {},
+      requirements: job.requirements ?? {},
       total: Number(job.total),
       status: job.status as RunStatus,
-      computeGroups: job.computeGroups,
+      computeGroups: job.compute_groups ?? [],
       ...(modules ? { modules } : {}),
     };
   }

@@ -61,7 +61,10 @@ export class PaymentsService {
   /** Escrows the first slices of a new paid job. A job that cannot be covered is paused (ENOFUNDS). */
   async escrowOnDeploy(jobId: string, owner: string, offerDcc: string, total: number): Promise<EscrowOutcome> {
     const offerUnits = dccToUnits(offerDcc);
-    if (offerUnits === '0') return { kind: 'free' };
+    if (offerUnits === '0') {
+      this.remember(jobId, offerUnits); // results of this replica's workers then price it without a query
+      return { kind: 'free' };
+    }
     await this.repository.setOffer(jobId, offerUnits);
     this.remember(jobId, offerUnits);
     return this.escrowNext({ id: jobId, owner, status: 'running', total, offerUnits, holdId: null, escrowedSlices: 0 });

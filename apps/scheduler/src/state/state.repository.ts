@@ -94,6 +94,11 @@ export class StateRepository {
     await this.seed(jobId, 0, decodeState(text) as StateObject);
   }
 
+  /** A new job without state: {} at version 0 in Redis only (Postgres has no row until the first change). */
+  async seedEmpty(jobId: string): Promise<void> {
+    await this.seed(jobId, 0, {});
+  }
+
   /** Writes a change to Postgres unless a newer version is there already. */
   async persist(jobId: string, version: number, state: StateObject): Promise<void> {
     await this.prisma.pool.query(

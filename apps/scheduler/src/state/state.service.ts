@@ -21,8 +21,9 @@ export class StateService {
 
   /** The state the job was deployed with (state text; absent: {}). */
   async initialize(jobId: string, text: string | undefined): Promise<void> {
-    // Most jobs have no state: they cost nothing at deploy, and the first read seeds {} at version 0.
-    if (text === undefined || text === '{}') return;
+    // Most jobs have no state: no Postgres row at deploy (a missing row reads as {} at version 0),
+    // only the Redis copy every task reads.
+    if (text === undefined || text === '{}') return this.repository.seedEmpty(jobId);
     await this.repository.initialize(jobId, text);
   }
 
