@@ -96,6 +96,14 @@ describe('shared state (conformance, e2e)', () => {
     }
   }, 60_000);
 
+  it('compute.resume(jobId).exec() ends with the job\'s state as the scheduler holds it (exec)', async () => {
+    const job = counting();
+    await job.exec();
+    const resumed = compute.resume(job.id!);
+    expect(Array.from(await resumed.exec())).toHaveLength(40);
+    expect({ ...resumed.state }).toEqual({ count: 40, total: (39 * 40) / 2, down: -40 });
+  }, 60_000);
+
   it('testAndSet() resolves with the state before or false; set() replaces; conditions follow JS operators', async () => {
     const work = async (i: number) => {
       progress(1);

@@ -823,12 +823,14 @@ export class Job extends EventEmitter {
       attached();
       this.#setReadyState('deployed');
       this.#applyStatus(status);
+      this.#followState();
       if (status.runStatus !== 'running' && status.runStatus !== 'paused') sink.onEnd(status);
       else if (this.collateResults) {
         // What was computed before we followed the job; later results arrive as events.
         await this.#fetchResults(run, { start: 0, end: run.store.total - 1 }, true, true);
       }
       const final = await ended;
+      await this.#fetchFinalState(run); // job.state of a resumed job is the scheduler's, as for exec()
       following = false;
       link.detach(jobId, sink);
       return await this.#finish(run, final);
