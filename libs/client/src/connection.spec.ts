@@ -112,6 +112,30 @@ describe(SchedulerConnection.name, () => {
     expect(requested).toEqual([`http://scheduler.test:4000/jobs/${jobId}/results?after=0&limit=1000`]);
   });
 
+  it('follows the state of a job with a change listener again after a reconnect, and takes the state it missed', async () => {
+    const { socket, compute } = setup();
+    let version = 1;
+    socket.answer = (name) => {
+      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r' };
+      if (name === 'subscribe') return { ok: true, status: jobStatus(jobId, { total: 1 }) };
+      if (name === 'state:subscribe' || name === 'state:get') return { ok: true, version, state: JSON.stringify({ best: version }) };
+      return undefined;
+    };
+    const job = compute.for([1], (i: number) => i);
+    const changes: unknown[] = [];
+    job.on('change', () => changes.push({ ...job.state }));
+    const running = job.exec();
+    await waitFor('the first state:subscribe', () => socket.sent.filter((message) => message.name === 'state:subscribe').length === 1);
+    version = 7; // changed while the connection was down: no state:change reached us
+    socket.receive('connect');
+    await waitFor('the state taken again after the reconnect', () => (job.state as { best?: number }).best === 7);
+    expect(socket.sent.filter((message) => message.name === 'state:subscribe').map((message) => message.payload)).toEqual([{ jobId }, { jobId }]);
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
+    socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
+    await running;
+    expect(changes).toContainEqual({ best: 7 });
+  });
+
   it('settles a job from its REST status when a re-subscribe is refused', async () => {
     const { socket, compute } = setup();
     socket.answer = (name) => {

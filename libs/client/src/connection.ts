@@ -29,6 +29,7 @@ import {
   type SliceError,
   type SliceResult,
   StateChangeEventSchema,
+  StateSnapshotReplySchema,
 } from '@commune/protocol';
 
 /**
@@ -126,6 +127,8 @@ export class SchedulerConnection implements SchedulerLink {
   private socket: ClientSocket | undefined;
   /** Per job, every handle following it (a job and its compute.resume() handle may both). */
   private readonly sinks = new Map<string, SinkHub>();
+  /** Jobs whose state changes this connection asked for (state:subscribe): followed again after a reconnect. */
+  private readonly followedStates = new Set<string>();
   private readonly held = new Map<string, HeldEvent[]>();
   private heldCount = 0;
   private pendingDeploys = 0;
@@ -223,12 +226,27 @@ export class SchedulerConnection implements SchedulerLink {
           if (!sink) return;
           sink.onStatus(status);
           if (status.runStatus !== 'running' && status.runStatus !== 'paused') sink.onEnd(status);
+          else if (this.followedStates.has(jobId)) this.refollowState(socket, jobId);
         })
         .catch(() => {
           // A failed re-subscribe is retried on the next reconnect; the end-of-job REST
           // fetch recovers any results missed meanwhile.
         });
     }
+  }
+
+  /** The state room is per socket too: join it again and take the state as it is now (changes may have been missed). */
+  private refollowState(socket: ClientSocket, jobId: string): void {
+    socket
+      .timeout(this.options.ackTimeoutMs)
+      .emitWithAck('state:subscribe', { jobId })
+      .then((raw: unknown) => {
+        const reply = StateSnapshotReplySchema.safeParse(raw);
+        if (reply.success && reply.data.ok) this.sinks.get(jobId)?.onStateChange(reply.data.version, reply.data.state);
+      })
+      .catch(() => {
+        // Retried on the next reconnect; the final state is read when the job ends.
+      });
   }
 
   private busy(): boolean {
@@ -343,6 +361,7 @@ export class SchedulerConnection implements SchedulerLink {
     else hub.members.clear();
     if (hub.members.size > 0) return;
     this.sinks.delete(jobId);
+    this.followedStates.delete(jobId);
     if (this.socket?.connected) this.socket.emit('unsubscribe', { jobId });
     this.release();
   }
@@ -363,6 +382,10 @@ export class SchedulerConnection implements SchedulerLink {
   }
 
   async stateRequest(name: 'state:op' | 'state:get' | 'state:subscribe', payload: unknown): Promise<unknown> {
+    if (name === 'state:subscribe') {
+      const jobId = (payload as { jobId?: unknown } | null)?.jobId;
+      if (typeof jobId === 'string') this.followedStates.add(jobId);
+    }
     this.pendingActions++;
     try {
       return await this.request<unknown>(name, payload);
