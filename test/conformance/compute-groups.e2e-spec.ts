@@ -50,6 +50,9 @@ describe('compute groups (conformance, e2e)', () => {
     expect((await compute.status(job.id!)).computed).toBe(0);
     await platform.addWorker(['--join', `${group.joinKey}:${group.joinSecret}`, '--no-public-group'], 1);
     expect(Array.from(await done)).toEqual(expected);
+    const info = await compute.getJobInfo(job.id!);
+    expect(info.computeGroups).toEqual([group.joinKey]);
+    expect(JSON.stringify(info)).not.toContain(group.joinSecret);
   }, 60_000);
 
   it('gives the same results through localExec(), which checks the credentials and needs no group', async () => {

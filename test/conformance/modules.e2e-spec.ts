@@ -53,6 +53,15 @@ describe('modules: job.requires() and require() in the sandbox (conformance, e2e
     expect(local).toEqual(remote);
   }, 60_000);
 
+  it('compute.getJobInfo() lists the deployed module table: the names given to requires() and every file by hash (exec)', async () => {
+    const job = refinerJob(2);
+    await job.exec();
+    const info = await compute.getJobInfo(job.id!);
+    expect(Object.keys(info.modules!.main)).toContain('./fixtures/refiner');
+    expect(info.modules!.files).toHaveLength(4); // refiner + 3 dependencies
+    expect(info.modules!.files.every((file) => /^0x[0-9a-f]{64}$/.test(file.hash))).toBe(true);
+  }, 60_000);
+
   it('a worker receives each module source once for many slices and tasks, and not again for a job with the same modules', async () => {
     const sentBefore = await metric('commune_module_sources_sent_total');
     const leasedBefore = await metric('commune_slices_leased_total');

@@ -545,6 +545,10 @@ export const JobInfoSchema = z.object({
   slicePaymentOffer: z.string(),
   collateResults: z.boolean(),
   receipt: z.string(),
+  /** job.requires(): the module table (ids, hashes, require maps; sources are not repeated here). */
+  modules: ModuleTableSchema.optional(),
+  /** Join keys of the compute groups the job runs in (never a secret). */
+  computeGroups: z.array(z.string()).optional(),
 });
 export type JobInfo = z.infer<typeof JobInfoSchema>;
 

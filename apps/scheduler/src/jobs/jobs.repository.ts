@@ -264,10 +264,13 @@ export class JobsRepository {
   }
 
   /** What was deployed (compute.getJobInfo), without its status. */
-  async deployed(jobId: string): Promise<(Pick<JobSpec, 'work' | 'arguments' | 'inputSet' | 'requirements' | 'public' | 'slicePaymentOffer' | 'collateResults'> & { signature: string }) | null> {
+  async deployed(jobId: string): Promise<
+    | (Pick<JobSpec, 'work' | 'arguments' | 'inputSet' | 'requirements' | 'public' | 'slicePaymentOffer' | 'collateResults'> & { signature: string; modules?: ModuleTable; computeGroups?: string[] })
+    | null
+  > {
     const job = await this.prisma.job.findUnique({
       where: { id: jobId },
-      select: { work: true, arguments: true, inputSet: true, requirements: true, public: true, slicePaymentOffer: true, collateResults: true, signature: true },
+      select: { work: true, arguments: true, inputSet: true, requirements: true, public: true, slicePaymentOffer: true, collateResults: true, signature: true, modules: true, computeGroups: true },
     });
     if (!job) return null;
     return {
@@ -279,6 +282,8 @@ export class JobsRepository {
       slicePaymentOffer: job.slicePaymentOffer.toFixed(),
       collateResults: job.collateResults,
       signature: job.signature,
+      ...(job.modules === null ? {} : { modules: ModuleTableSchema.parse(job.modules) }),
+      ...((job.computeGroups ?? []).length > 0 ? { computeGroups: job.computeGroups } : {}),
     };
   }
 }
