@@ -14,3 +14,12 @@ export function toErrorReply(error: unknown): ErrorReply {
 export function reply<T>(ack: unknown, value: T): void {
   if (typeof ack === 'function') (ack as (value: T) => void)(value);
 }
+
+/** Runs a socket handler: its value is the ack's reply, a thrown error the error reply. */
+export async function answer<T>(ack: unknown, action: () => Promise<T>): Promise<void> {
+  try {
+    reply(ack, await action());
+  } catch (error) {
+    reply(ack, toErrorReply(error));
+  }
+}

@@ -5,7 +5,7 @@ import {
   ErrorCode, isCommuneError, Namespaces, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
   type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
-import { reply, toErrorReply } from '../common-replies.js';
+import { answer, toErrorReply } from '../common-replies.js';
 import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { JobEvents } from '../jobs/job-events.js';
 import { Metrics } from '../health/metrics.js';
@@ -76,33 +76,27 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     this.metrics.workersConnected.inc();
     this.logger.log(`worker ${hello.data.workerId} connected (${hello.data.sandboxes} sandboxes)`);
 
-    socket.on('task:request', async (payload, ack) => {
-      try {
+    socket.on('task:request', (payload, ack) =>
+      answer(ack, async () => {
         const { maxSlices } = TaskRequestSchema.parse(payload);
-        reply(ack, { tasks: await this.dispatch.grant(socket.data, maxSlices) });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
-    socket.on('task:results', async (payload, ack) => {
-      try {
+        return { tasks: await this.dispatch.grant(socket.data, maxSlices) };
+      }),
+    );
+    socket.on('task:results', (payload, ack) =>
+      answer(ack, async () => {
         const batch = TaskResultsSchema.parse(payload);
-        reply(ack, { ok: true as const, ...(await this.results.submit(socket.data.leaseOwner, batch, socket.data.earnings)) });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
-    socket.on('task:return', async (payload, ack) => {
-      try {
+        return { ok: true as const, ...(await this.results.submit(socket.data.leaseOwner, batch, socket.data.earnings)) };
+      }),
+    );
+    socket.on('task:return', (payload, ack) =>
+      answer(ack, async () => {
         const { taskId, sliceIndexes } = TaskReturnSchema.parse(payload);
         const returned = await this.leases.returnSlices(taskId, socket.data.leaseOwner, sliceIndexes);
         this.metrics.slicesReturned.inc(returned);
         if (returned > 0) this.notifier.workAvailable();
-        reply(ack, { ok: true as const, returned });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
+        return { ok: true as const, returned };
+      }),
+    );
     socket.on('task:events', (payload) => {
       const parsed = WorkerEventsSchema.safeParse(payload);
       if (!parsed.success) return;

@@ -5,7 +5,7 @@ import {
   DeployRequestSchema, JobActionRequestSchema, Namespaces, SubscribeRequestSchema,
   type ClientToSchedulerEvents, type SchedulerToClientEvents,
 } from '@commune/protocol';
-import { reply, toErrorReply } from '../common-replies.js';
+import { answer, reply, toErrorReply } from '../common-replies.js';
 import { JobEvents, jobResultsRoom, jobRoom, type ClientNamespace } from './job-events.js';
 import { JobsService } from './jobs.service.js';
 
@@ -34,16 +34,14 @@ export class ClientGateway implements OnGatewayInit, OnGatewayConnection {
         reply(ack, toErrorReply(error));
       }
     });
-    socket.on('subscribe', async (payload, ack) => {
-      try {
+    socket.on('subscribe', (payload, ack) =>
+      answer(ack, async () => {
         const { jobId, results } = SubscribeRequestSchema.parse(payload);
         const status = await this.jobs.status(jobId);
         await socket.join(results === false ? jobRoom(jobId) : [jobRoom(jobId), jobResultsRoom(jobId)]);
-        reply(ack, { ok: true as const, status });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
+        return { ok: true as const, status };
+      }),
+    );
     socket.on('unsubscribe', (payload) => {
       const parsed = SubscribeRequestSchema.safeParse(payload);
       if (parsed.success) {
@@ -51,14 +49,12 @@ export class ClientGateway implements OnGatewayInit, OnGatewayConnection {
         void socket.leave(jobResultsRoom(parsed.data.jobId));
       }
     });
-    socket.on('job:action', async (payload, ack) => {
-      try {
+    socket.on('job:action', (payload, ack) =>
+      answer(ack, async () => {
         const { request, signature } = JobActionRequestSchema.parse(payload);
-        reply(ack, { ok: true as const, status: await this.jobs.act(request, signature) });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
+        return { ok: true as const, status: await this.jobs.act(request, signature) };
+      }),
+    );
     socket.on('error', (error) => this.logger.warn(`client socket ${socket.id}: ${error.message}`));
   }
 }

@@ -4,7 +4,7 @@ import {
   ClientStateOperationRequestSchema, CommuneError, ErrorCode, Namespaces, StateSubscriptionSchema, WorkerStateOperationSchema,
   type ClientToSchedulerEvents, type SchedulerToClientEvents, type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
-import { reply, toErrorReply } from '../common-replies.js';
+import { answer } from '../common-replies.js';
 import { jobStateRoom, StateEvents, workerStateRoom } from './state-events.js';
 import { StateService } from './state.service.js';
 
@@ -22,32 +22,26 @@ export class StateClientGateway implements OnGatewayInit, OnGatewayConnection {
   }
 
   handleConnection(socket: ClientSocket): void {
-    socket.on('state:op', async (payload, ack) => {
-      try {
+    socket.on('state:op', (payload, ack) =>
+      answer(ack, async () => {
         const { request, signature } = ClientStateOperationRequestSchema.parse(payload);
-        reply(ack, await this.state.fromOwner(request, signature));
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
-    socket.on('state:get', async (payload, ack) => {
-      try {
+        return await this.state.fromOwner(request, signature);
+      }),
+    );
+    socket.on('state:get', (payload, ack) =>
+      answer(ack, async () => {
         const { jobId } = StateSubscriptionSchema.parse(payload);
-        reply(ack, { ok: true as const, ...(await this.state.snapshot(jobId)) });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
-    socket.on('state:subscribe', async (payload, ack) => {
-      try {
+        return { ok: true as const, ...(await this.state.snapshot(jobId)) };
+      }),
+    );
+    socket.on('state:subscribe', (payload, ack) =>
+      answer(ack, async () => {
         const { jobId } = StateSubscriptionSchema.parse(payload);
         // Joined before reading, so no change can fall between the snapshot and the first event.
         await socket.join(jobStateRoom(jobId));
-        reply(ack, { ok: true as const, ...(await this.state.snapshot(jobId)) });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
+        return { ok: true as const, ...(await this.state.snapshot(jobId)) };
+      }),
+    );
     socket.on('state:unsubscribe', (payload) => {
       const parsed = StateSubscriptionSchema.safeParse(payload);
       if (parsed.success) void socket.leave(jobStateRoom(parsed.data.jobId));
@@ -70,24 +64,20 @@ export class StateWorkerGateway implements OnGatewayInit, OnGatewayConnection {
       if (!owner) throw new CommuneError(ErrorCode.EPERM, 'this connection was not accepted as a worker');
       return owner;
     };
-    socket.on('state:op', async (payload, ack) => {
-      try {
+    socket.on('state:op', (payload, ack) =>
+      answer(ack, async () => {
         const { jobId, operation } = WorkerStateOperationSchema.parse(payload);
-        reply(ack, await this.state.fromWorker(jobId, operation, leaseOwner()));
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
-    socket.on('state:subscribe', async (payload, ack) => {
-      try {
+        return await this.state.fromWorker(jobId, operation, leaseOwner());
+      }),
+    );
+    socket.on('state:subscribe', (payload, ack) =>
+      answer(ack, async () => {
         const { jobId } = StateSubscriptionSchema.parse(payload);
         if (!(await this.state.mayFollow(leaseOwner(), jobId))) throw new CommuneError(ErrorCode.ENOTLEASED, `this worker holds no task of job ${jobId}`);
         await socket.join(workerStateRoom(jobId));
-        reply(ack, { ok: true as const, ...(await this.state.snapshot(jobId)) });
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
-    });
+        return { ok: true as const, ...(await this.state.snapshot(jobId)) };
+      }),
+    );
     socket.on('state:unsubscribe', (payload) => {
       const parsed = StateSubscriptionSchema.safeParse(payload);
       if (parsed.success) void socket.leave(workerStateRoom(parsed.data.jobId));
