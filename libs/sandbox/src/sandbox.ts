@@ -203,14 +203,7 @@ export class Sandbox {
         compiled = describeHostError(expressionError, ErrorCode.EWORKFUNCTION);
       }
     }
-    this.scripts.set(job.workHash, compiled);
-    if (this.scripts.size > maxScriptsPerIsolate) {
-      const oldestHash = this.scripts.keys().next().value as string;
-      const oldest = this.scripts.get(oldestHash);
-      this.scripts.delete(oldestHash);
-      if (oldest instanceof ivm.Script) releaseQuietly(oldest);
-    }
-    return compiled;
+    return cacheCompiled(this.scripts, job.workHash, compiled, maxScriptsPerIsolate);
   }
 
   /**
@@ -261,14 +254,7 @@ export class Sandbox {
       this.rethrowIfDisposed(error);
       compiled = describeHostError(error, ErrorCode.EWORKFUNCTION);
     }
-    this.moduleScripts.set(file.hash, compiled);
-    if (this.moduleScripts.size > maxModuleScriptsPerIsolate) {
-      const oldestHash = this.moduleScripts.keys().next().value as string;
-      const oldest = this.moduleScripts.get(oldestHash);
-      this.moduleScripts.delete(oldestHash);
-      if (oldest instanceof ivm.Script) releaseQuietly(oldest);
-    }
-    return compiled;
+    return cacheCompiled(this.moduleScripts, file.hash, compiled, maxModuleScriptsPerIsolate);
   }
 
   private rethrowIfDisposed(error: unknown): void {
@@ -309,4 +295,16 @@ export function describeHostError(error: unknown, code: string): SliceError {
     described.stack = cut >= 0 ? stack.slice(0, cut) : stack;
   }
   return described;
+}
+
+/** Remembers a compiled script (or its compile error) by hash, releasing the oldest beyond `max`. */
+function cacheCompiled(cache: Map<string, ivm.Script | SliceError>, hash: string, compiled: ivm.Script | SliceError, max: number): ivm.Script | SliceError {
+  cache.set(hash, compiled);
+  if (cache.size > max) {
+    const oldestHash = cache.keys().next().value as string;
+    const oldest = cache.get(oldestHash);
+    cache.delete(oldestHash);
+    if (oldest instanceof ivm.Script) releaseQuietly(oldest);
+  }
+  return compiled;
 }
