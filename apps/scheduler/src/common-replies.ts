@@ -1,25 +1,28 @@
-import { ErrorCode, isCommuneError, type ErrorReply } from '@commune/protocol';
-import { ZodError } from 'zod';
+import { ErrorCode, type ErrorReply, type ValueBounds } from '@commune/protocol';
+import { handle as handleMessage, run, toErrorReply as toReply } from '@commune/service';
+import type { z } from 'zod';
 
-/** Turns any thrown error into the wire's error reply: a code and a message a person can act on. */
-export function toErrorReply(error: unknown): ErrorReply {
-  if (isCommuneError(error)) return { ok: false, code: error.code, message: error.message };
-  if (error instanceof ZodError) {
-    return { ok: false, code: ErrorCode.EINVAL, message: error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ') };
-  }
-  return { ok: false, code: ErrorCode.ESCHEDULER, message: (error as Error)?.message ?? String(error) };
-}
+/**
+ * The scheduler's side of @commune/service: its own failures answer ESCHEDULER (their text stays
+ * in the log). Every socket.io message from a stranger comes in through `handle`.
+ */
+const internalCode = ErrorCode.ESCHEDULER;
 
-/** Calls an ack if the peer passed one (a peer that forgets the ack must not crash a handler). */
-export function reply<T>(ack: unknown, value: T): void {
-  if (typeof ack === 'function') (ack as (value: T) => void)(value);
-}
+export { reply } from '@commune/service';
+
+/** Any thrown error as the wire's error reply (internal failures without their text). */
+export const toErrorReply = (error: unknown): ErrorReply => toReply(error, internalCode);
 
 /** Runs a socket handler: its value is the ack's reply, a thrown error the error reply. */
-export async function answer<T>(ack: unknown, action: () => Promise<T>): Promise<void> {
-  try {
-    reply(ack, await action());
-  } catch (error) {
-    reply(ack, toErrorReply(error));
-  }
+export const answer = <T>(ack: unknown, action: () => T | Promise<T>): Promise<void> => run(ack, internalCode, action);
+
+/** Takes `event` on `socket`: bounded, parsed with `schema`, answered; nothing thrown escapes. */
+export function handle<S extends z.ZodType, R>(
+  socket: { on(event: string, listener: (...args: unknown[]) => void): unknown },
+  event: string,
+  schema: S,
+  handler: (payload: z.output<S>) => R | Promise<R>,
+  bounds?: ValueBounds,
+): void {
+  handleMessage(socket, event, schema, { internalCode, bounds }, handler);
 }

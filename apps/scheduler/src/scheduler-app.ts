@@ -8,6 +8,8 @@ import { AppModule } from './app.module.js';
 import { loadSchedulerEnv, type SchedulerEnv } from './config/env.js';
 import { applyMigrations } from '@commune/migrator';
 import { PinoLogger } from '@commune/logging';
+import { ErrorCode } from '@commune/protocol';
+import { ServiceExceptionFilter } from '@commune/service';
 import { RedisConnections } from './redis/redis.module.js';
 import { RedisIoAdapter } from './redis/redis-io.adapter.js';
 
@@ -30,6 +32,8 @@ export async function startScheduler(overrides: Partial<Record<keyof SchedulerEn
   // JSON bodies (appliance publications) may carry up to MAX_WORK_BYTES of sources; above twice that
   // the body is refused before parsing, below it the appliance checks answer EWORKTOOBIG.
   app.useBodyParser('json', { limit: Math.max(2 * env.MAX_WORK_BYTES + 64 * 1024, 100 * 1024) });
+  // Every error of every REST endpoint leaves as {ok:false, code, message} with its code's status.
+  app.useGlobalFilters(new ServiceExceptionFilter(ErrorCode.ESCHEDULER));
   const redis = app.get(RedisConnections);
   app.useWebSocketAdapter(new RedisIoAdapter(app, redis.publisher, redis.subscriber, env.MAX_MESSAGE_BYTES, `${env.REDIS_PREFIX}:io`));
   app.enableShutdownHooks();

@@ -58,8 +58,66 @@ export const ErrorCode = {
   ECHAIN: 'ECHAIN',
   /** The bank failed unexpectedly (its logs say why); the request may be retried with the same key. */
   EBANK: 'EBANK',
+  // Hostile input
+  /** A message, body or value is nested deeper than Limits.maxValueDepth. */
+  ETOODEEP: 'ETOODEEP',
+  /** A worker asked for more than its lease cap (Limits.maxLeasedSlicesPerSandbox per declared sandbox). */
+  ELEASECAP: 'ELEASECAP',
+  /** Too many requests from one peer in a short time; retry later. */
+  ERATELIMIT: 'ERATELIMIT',
+  /** A dependency (database, Redis, another service) is down for now; the request may be retried. */
+  EUNAVAILABLE: 'EUNAVAILABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * The HTTP status of each code, the same in every service: 400 for a request that can never
+ * succeed as sent, 401 when it is not (validly) signed, 403 when the signer may not do it, 404,
+ * 409 for a conflict with the current state, 402 for money, 413 for size, 429/503 for retry
+ * later, 500 only for the service's own failures (whose text never leaves the service).
+ */
+export const HttpStatusOfCode: Record<ErrorCode, number> = {
+  ENOPROGRESS: 422,
+  ETOOMANYTASKS: 413,
+  EWORKTOOBIG: 413,
+  ETOOBIG: 413,
+  ESLICETOOSLOW: 422,
+  ETOOMANYERRORS: 422,
+  EPERM: 403,
+  ENOFUNDS: 402,
+  ERANGE: 400,
+  ENAMESPACE: 403,
+  EEXIST: 409,
+  EINVAL: 400,
+  EBADSIGNATURE: 401,
+  EEXPIRED: 401,
+  EREPLAY: 409,
+  ENOTFOUND: 404,
+  ENOTLEASED: 409,
+  EDUPLICATE: 409,
+  EWORKFUNCTION: 422,
+  ESANDBOXMEMORY: 422,
+  ERESULTTOOBIG: 413,
+  ENOBANK: 409,
+  ECANCELLED: 409,
+  ESCHEDULER: 500,
+  EJOBSTATE: 409,
+  ESTATETOOBIG: 413,
+  EKEYREUSED: 409,
+  EHOLDCLOSED: 409,
+  EUNAUTHORIZED: 401,
+  ECHAIN: 503,
+  EBANK: 500,
+  ETOODEEP: 400,
+  ELEASECAP: 429,
+  ERATELIMIT: 429,
+  EUNAVAILABLE: 503,
+};
+
+/** The HTTP status for a code; unknown codes are the service's own failure (500). */
+export function httpStatusOf(code: string): number {
+  return (HttpStatusOfCode as Record<string, number>)[code] ?? 500;
+}
 
 /** An Error with a code from {@link ErrorCode}, as thrown by the SDK and reported by the services. */
 export class CommuneError extends Error {

@@ -31,8 +31,15 @@ export const Limits = {
   maxSignatureLifetimeMs: 10 * 60_000,
   /** Results per page of GET /jobs/:id/results. */
   maxResultsPerPage: 10_000,
-  /** Largest socket.io message, bytes. */
-  maxMessageBytes: 64 * 1024 * 1024,
+  /**
+   * Largest socket.io message or REST body, bytes: refused by the transport before it is parsed.
+   * Sized so that a 128 MB-heap scheduler holds a few dozen in flight at once. -> ETOOBIG
+   */
+  maxMessageBytes: 4 * 1024 * 1024,
+  /** Nesting of arrays and objects in any inbound value (messages, bodies, results, events, sandbox output). -> ETOODEEP */
+  maxValueDepth: 128,
+  /** Values (array items, object members, scalars) in any one inbound message. -> ETOOBIG */
+  maxValueNodes: 1_000_000,
   /** Range objects in one multi-range object (compute.for form 3), i.e. nested loops. -> EINVAL */
   maxRangesPerMultiRange: 32,
   /** Range objects in one sparse range object. -> EINVAL */

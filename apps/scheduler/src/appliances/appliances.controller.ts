@@ -3,7 +3,6 @@ import {
   ApplianceFunctionNameSchema, ApplianceNameSchema, ApplianceVersionIdSchema, PublishApplianceRequestSchema, ResolveApplianceQuerySchema,
   type ApplianceFunctionSource, type ApplianceVersionInfo, type PublishApplianceReply,
 } from '@commune/protocol';
-import { runHttp } from '../common-http.js';
 import { AppliancesService } from './appliances.service.js';
 
 /**
@@ -17,24 +16,24 @@ export class AppliancesController {
   /** spec publish(): POST /appliances {appliance: ApplianceSpec, signature}. */
   @Post()
   async publish(@Body() body: unknown): Promise<PublishApplianceReply> {
-    return runHttp(async () => this.appliances.publish(PublishApplianceRequestSchema.parse(body)));
+    return this.appliances.publish(PublishApplianceRequestSchema.parse(body));
   }
 
   /** One version by id. Declared before `:name` so that "versions" is never taken for a name. */
   @Get('versions/:versionId')
   async version(@Param('versionId') versionId: string): Promise<ApplianceVersionInfo> {
-    return runHttp(async () => this.appliances.version(ApplianceVersionIdSchema.parse(versionId)));
+    return this.appliances.version(ApplianceVersionIdSchema.parse(versionId));
   }
 
   /** A function's source, which appliance.for / appliance.do deploy (or run locally) as the job's work. */
   @Get('versions/:versionId/functions/:function')
   async functionSource(@Param('versionId') versionId: string, @Param('function') name: string): Promise<ApplianceFunctionSource> {
-    return runHttp(async () => this.appliances.functionSource(ApplianceVersionIdSchema.parse(versionId), ApplianceFunctionNameSchema.parse(name)));
+    return this.appliances.functionSource(ApplianceVersionIdSchema.parse(versionId), ApplianceFunctionNameSchema.parse(name));
   }
 
   /** spec new Appliance(name, version): GET /appliances/:name?version=^1.0.0 (or %231234...: "#" + versionId); default "*". */
   @Get(':name')
   async resolve(@Param('name') name: string, @Query() query: Record<string, string>): Promise<ApplianceVersionInfo> {
-    return runHttp(async () => this.appliances.resolve(ApplianceNameSchema.parse(name), ResolveApplianceQuerySchema.parse(query).version));
+    return this.appliances.resolve(ApplianceNameSchema.parse(name), ResolveApplianceQuerySchema.parse(query).version);
   }
 }

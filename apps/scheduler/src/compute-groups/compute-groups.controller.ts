@@ -1,6 +1,5 @@
 import { Body, Controller, Get, Param, Post } from '@nestjs/common';
 import { JoinKeySchema, type ComputeGroupInfo } from '@commune/protocol';
-import { runHttp } from '../common-http.js';
 import { ComputeGroupsService } from './compute-groups.service.js';
 
 /** REST: create a compute group (signed by its owner) and describe one (never its hash). */
@@ -10,11 +9,11 @@ export class ComputeGroupsController {
 
   @Post()
   async create(@Body() body: unknown): Promise<ComputeGroupInfo> {
-    return runHttp(() => this.groups.create(body));
+    return this.groups.create(body);
   }
 
   @Get(':joinKey')
   async info(@Param('joinKey') joinKey: string): Promise<ComputeGroupInfo> {
-    return runHttp(async () => this.groups.info(JoinKeySchema.parse(joinKey)));
+    return this.groups.info(JoinKeySchema.parse(joinKey));
   }
 }

@@ -5,7 +5,7 @@ import {
   ErrorCode, isCommuneError, Namespaces, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
   type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
-import { answer, toErrorReply } from '../common-replies.js';
+import { handle, toErrorReply } from '../common-replies.js';
 import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { JobEvents } from '../jobs/job-events.js';
 import { Metrics } from '../health/metrics.js';
@@ -76,33 +76,22 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     this.metrics.workersConnected.inc();
     this.logger.log(`worker ${hello.data.workerId} connected (${hello.data.sandboxes} sandboxes)`);
 
-    socket.on('task:request', (payload, ack) =>
-      answer(ack, async () => {
-        const { maxSlices } = TaskRequestSchema.parse(payload);
-        return { tasks: await this.dispatch.grant(socket.data, maxSlices) };
-      }),
-    );
-    socket.on('task:results', (payload, ack) =>
-      answer(ack, async () => {
-        const batch = TaskResultsSchema.parse(payload);
-        return { ok: true as const, ...(await this.results.submit(socket.data.leaseOwner, batch, socket.data.earnings)) };
-      }),
-    );
-    socket.on('task:return', (payload, ack) =>
-      answer(ack, async () => {
-        const { taskId, sliceIndexes } = TaskReturnSchema.parse(payload);
-        const returned = await this.leases.returnSlices(taskId, socket.data.leaseOwner, sliceIndexes);
-        this.metrics.slicesReturned.inc(returned);
-        if (returned > 0) this.notifier.workAvailable();
-        return { ok: true as const, returned };
-      }),
-    );
-    socket.on('task:events', (payload) => {
-      const parsed = WorkerEventsSchema.safeParse(payload);
-      if (!parsed.success) return;
-      this.events.console(parsed.data.jobId, parsed.data.console);
-      this.events.custom(parsed.data.jobId, parsed.data.custom);
+    handle(socket, 'task:request', TaskRequestSchema, async ({ maxSlices }) => ({ tasks: await this.dispatch.grant(socket.data, maxSlices) }));
+    handle(socket, 'task:results', TaskResultsSchema, async (batch) => ({
+      ok: true as const,
+      ...(await this.results.submit(socket.data.leaseOwner, batch, socket.data.earnings)),
+    }));
+    handle(socket, 'task:return', TaskReturnSchema, async ({ taskId, sliceIndexes }) => {
+      const returned = await this.leases.returnSlices(taskId, socket.data.leaseOwner, sliceIndexes);
+      this.metrics.slicesReturned.inc(returned);
+      if (returned > 0) this.notifier.workAvailable();
+      return { ok: true as const, returned };
     });
+    handle(socket, 'task:events', WorkerEventsSchema, ({ jobId, console, custom }) => {
+      this.events.console(jobId, console);
+      this.events.custom(jobId, custom);
+    });
+    socket.on('error', (error: unknown) => this.logger.warn(`worker socket ${socket.id}: ${String((error as { message?: unknown } | null)?.message ?? error).slice(0, 200)}`));
   }
 
   async handleDisconnect(socket: WorkerSocket): Promise<void> {

@@ -5,7 +5,7 @@ import {
   DeployRequestSchema, JobActionRequestSchema, Namespaces, SubscribeRequestSchema,
   type ClientToSchedulerEvents, type SchedulerToClientEvents,
 } from '@commune/protocol';
-import { answer, reply, toErrorReply } from '../common-replies.js';
+import { handle } from '../common-replies.js';
 import { JobEvents, jobResultsRoom, jobRoom, type ClientNamespace } from './job-events.js';
 import { JobsService } from './jobs.service.js';
 
@@ -23,38 +23,25 @@ export class ClientGateway implements OnGatewayInit, OnGatewayConnection {
   }
 
   handleConnection(socket: ClientSocket): void {
-    socket.on('deploy', async (payload, ack) => {
-      try {
-        const request = DeployRequestSchema.parse(payload);
-        const wantsResults = request.job.collateResults || request.resultEvents === true;
-        const deployed = await this.jobs.deploy(request, (jobId) => socket.join(wantsResults ? [jobRoom(jobId), jobResultsRoom(jobId)] : jobRoom(jobId)));
-        reply(ack, { ok: true as const, ...deployed });
-        this.events.accepted(deployed.jobId, deployed.total);
-      } catch (error) {
-        reply(ack, toErrorReply(error));
-      }
+    handle(socket, 'deploy', DeployRequestSchema, async (request) => {
+      const wantsResults = request.job.collateResults || request.resultEvents === true;
+      const deployed = await this.jobs.deploy(request, (jobId) => socket.join(wantsResults ? [jobRoom(jobId), jobResultsRoom(jobId)] : jobRoom(jobId)));
+      // After the ack: the deploying client learns its job id before the `accepted` event.
+      setImmediate(() => this.events.accepted(deployed.jobId, deployed.total));
+      return { ok: true as const, ...deployed };
     });
-    socket.on('subscribe', (payload, ack) =>
-      answer(ack, async () => {
-        const { jobId, results } = SubscribeRequestSchema.parse(payload);
-        const status = await this.jobs.status(jobId);
-        await socket.join(results === false ? jobRoom(jobId) : [jobRoom(jobId), jobResultsRoom(jobId)]);
-        return { ok: true as const, status };
-      }),
-    );
-    socket.on('unsubscribe', (payload) => {
-      const parsed = SubscribeRequestSchema.safeParse(payload);
-      if (parsed.success) {
-        void socket.leave(jobRoom(parsed.data.jobId));
-        void socket.leave(jobResultsRoom(parsed.data.jobId));
-      }
+    handle(socket, 'subscribe', SubscribeRequestSchema, async ({ jobId, results }) => {
+      const status = await this.jobs.status(jobId);
+      await socket.join(results === false ? jobRoom(jobId) : [jobRoom(jobId), jobResultsRoom(jobId)]);
+      return { ok: true as const, status };
     });
-    socket.on('job:action', (payload, ack) =>
-      answer(ack, async () => {
-        const { request, signature } = JobActionRequestSchema.parse(payload);
-        return { ok: true as const, status: await this.jobs.act(request, signature) };
-      }),
-    );
-    socket.on('error', (error) => this.logger.warn(`client socket ${socket.id}: ${error.message}`));
+    handle(socket, 'unsubscribe', SubscribeRequestSchema, async ({ jobId }) => {
+      await socket.leave(jobRoom(jobId));
+      await socket.leave(jobResultsRoom(jobId));
+      return { ok: true as const };
+    });
+    handle(socket, 'job:action', JobActionRequestSchema, async ({ request, signature }) => ({ ok: true as const, status: await this.jobs.act(request, signature) }));
+    // A transport error carries whatever the peer caused; it is logged, never trusted to have a shape.
+    socket.on('error', (error: unknown) => this.logger.warn(`client socket ${socket.id}: ${String((error as { message?: unknown } | null)?.message ?? error).slice(0, 200)}`));
   }
 }

@@ -3,7 +3,6 @@ import {
   JobIdSchema, OwnerJobsQuerySchema, ResultsPageQuerySchema, type JobInfo, type JobStatus, type OwnerJobs, type ResultsPage,
 } from '@commune/protocol';
 import { OwnerAuth, type SignedHttpRequest } from '../auth/owner-auth.service.js';
-import { runHttp } from '../common-http.js';
 import { JobsService } from './jobs.service.js';
 
 /**
@@ -18,34 +17,26 @@ export class JobsController {
   /** spec compute.status form 2: GET /jobs?owner=0x..&from=ms&to=ms&limit=n, signed by that owner. */
   @Get()
   async list(@Req() request: SignedHttpRequest, @Query() query: Record<string, string>): Promise<OwnerJobs> {
-    return this.run(async () => {
-      const signer = await this.auth.authenticate(request);
-      const { owner, from, to, limit } = OwnerJobsQuerySchema.parse(query);
-      return { owner, jobs: await this.jobs.listByOwner(signer, owner, from, to, limit) };
-    });
+    const signer = await this.auth.authenticate(request);
+    const { owner, from, to, limit } = OwnerJobsQuerySchema.parse(query);
+    return { owner, jobs: await this.jobs.listByOwner(signer, owner, from, to, limit) };
   }
 
   /** spec compute.getJobInfo (signed by the owner). */
   @Get(':id/info')
   async info(@Req() request: SignedHttpRequest, @Param('id') id: string): Promise<JobInfo> {
-    return this.run(async () => this.jobs.info(await this.auth.authenticate(request), JobIdSchema.parse(id)));
+    return this.jobs.info(await this.auth.authenticate(request), JobIdSchema.parse(id));
   }
 
   @Get(':id')
   async status(@Param('id') id: string): Promise<JobStatus> {
-    return this.run(async () => this.jobs.status(JobIdSchema.parse(id)));
+    return this.jobs.status(JobIdSchema.parse(id));
   }
 
   @Get(':id/results')
   async results(@Param('id') id: string, @Query() query: Record<string, string>): Promise<ResultsPage> {
-    return this.run(async () => {
-      const jobId = JobIdSchema.parse(id);
-      const { after, limit } = ResultsPageQuerySchema.parse(query);
-      return { jobId, ...(await this.jobs.resultsPage(jobId, after, limit)) };
-    });
-  }
-
-  private async run<T>(action: () => Promise<T>): Promise<T> {
-    return runHttp(action);
+    const jobId = JobIdSchema.parse(id);
+    const { after, limit } = ResultsPageQuerySchema.parse(query);
+    return { jobId, ...(await this.jobs.resultsPage(jobId, after, limit)) };
   }
 }

@@ -1,6 +1,5 @@
 import { Controller, Get } from '@nestjs/common';
 import type { WorkValueQuote } from '@commune/protocol';
-import { runHttp } from '../common-http.js';
 import { MarketService } from './market.service.js';
 
 /** REST: GET /market/value -> a signed WorkValueQuote (public: a price is no secret). */
@@ -10,6 +9,6 @@ export class MarketController {
 
   @Get('value')
   async value(): Promise<WorkValueQuote> {
-    return runHttp(() => this.market.quote());
+    return this.market.quote();
   }
 }

@@ -4,7 +4,7 @@ import {
   ClientStateOperationRequestSchema, CommuneError, ErrorCode, Namespaces, StateSubscriptionSchema, WorkerStateOperationSchema,
   type ClientToSchedulerEvents, type SchedulerToClientEvents, type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
-import { answer } from '../common-replies.js';
+import { handle } from '../common-replies.js';
 import { jobStateRoom, StateEvents, workerStateRoom } from './state-events.js';
 import { StateService } from './state.service.js';
 
@@ -22,29 +22,16 @@ export class StateClientGateway implements OnGatewayInit, OnGatewayConnection {
   }
 
   handleConnection(socket: ClientSocket): void {
-    socket.on('state:op', (payload, ack) =>
-      answer(ack, async () => {
-        const { request, signature } = ClientStateOperationRequestSchema.parse(payload);
-        return await this.state.fromOwner(request, signature);
-      }),
-    );
-    socket.on('state:get', (payload, ack) =>
-      answer(ack, async () => {
-        const { jobId } = StateSubscriptionSchema.parse(payload);
-        return { ok: true as const, ...(await this.state.snapshot(jobId)) };
-      }),
-    );
-    socket.on('state:subscribe', (payload, ack) =>
-      answer(ack, async () => {
-        const { jobId } = StateSubscriptionSchema.parse(payload);
-        // Joined before reading, so no change can fall between the snapshot and the first event.
-        await socket.join(jobStateRoom(jobId));
-        return { ok: true as const, ...(await this.state.snapshot(jobId)) };
-      }),
-    );
-    socket.on('state:unsubscribe', (payload) => {
-      const parsed = StateSubscriptionSchema.safeParse(payload);
-      if (parsed.success) void socket.leave(jobStateRoom(parsed.data.jobId));
+    handle(socket, 'state:op', ClientStateOperationRequestSchema, ({ request, signature }) => this.state.fromOwner(request, signature));
+    handle(socket, 'state:get', StateSubscriptionSchema, async ({ jobId }) => ({ ok: true as const, ...(await this.state.snapshot(jobId)) }));
+    handle(socket, 'state:subscribe', StateSubscriptionSchema, async ({ jobId }) => {
+      // Joined before reading, so no change can fall between the snapshot and the first event.
+      await socket.join(jobStateRoom(jobId));
+      return { ok: true as const, ...(await this.state.snapshot(jobId)) };
+    });
+    handle(socket, 'state:unsubscribe', StateSubscriptionSchema, async ({ jobId }) => {
+      await socket.leave(jobStateRoom(jobId));
+      return { ok: true as const };
     });
   }
 }
@@ -64,23 +51,15 @@ export class StateWorkerGateway implements OnGatewayInit, OnGatewayConnection {
       if (!owner) throw new CommuneError(ErrorCode.EPERM, 'this connection was not accepted as a worker');
       return owner;
     };
-    socket.on('state:op', (payload, ack) =>
-      answer(ack, async () => {
-        const { jobId, operation } = WorkerStateOperationSchema.parse(payload);
-        return await this.state.fromWorker(jobId, operation, leaseOwner());
-      }),
-    );
-    socket.on('state:subscribe', (payload, ack) =>
-      answer(ack, async () => {
-        const { jobId } = StateSubscriptionSchema.parse(payload);
-        if (!(await this.state.mayFollow(leaseOwner(), jobId))) throw new CommuneError(ErrorCode.ENOTLEASED, `this worker holds no task of job ${jobId}`);
-        await socket.join(workerStateRoom(jobId));
-        return { ok: true as const, ...(await this.state.snapshot(jobId)) };
-      }),
-    );
-    socket.on('state:unsubscribe', (payload) => {
-      const parsed = StateSubscriptionSchema.safeParse(payload);
-      if (parsed.success) void socket.leave(workerStateRoom(parsed.data.jobId));
+    handle(socket, 'state:op', WorkerStateOperationSchema, ({ jobId, operation }) => this.state.fromWorker(jobId, operation, leaseOwner()));
+    handle(socket, 'state:subscribe', StateSubscriptionSchema, async ({ jobId }) => {
+      if (!(await this.state.mayFollow(leaseOwner(), jobId))) throw new CommuneError(ErrorCode.ENOTLEASED, `this worker holds no task of job ${jobId}`);
+      await socket.join(workerStateRoom(jobId));
+      return { ok: true as const, ...(await this.state.snapshot(jobId)) };
+    });
+    handle(socket, 'state:unsubscribe', StateSubscriptionSchema, async ({ jobId }) => {
+      await socket.leave(workerStateRoom(jobId));
+      return { ok: true as const };
     });
   }
 }
