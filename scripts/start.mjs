@@ -6,6 +6,7 @@
 //   real bridge deposit, so the example runs as a paid job. Ctrl-C stops everything.
 // Migrations are applied by each service at boot. Set COMMUNE_NO_BANK=1 for free jobs only.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,41 +25,75 @@ const workerCount = Number(process.env.COMMUNE_WORKERS ?? 2);
 const sandboxesPerWorker = Number(process.env.COMMUNE_SANDBOXES ?? Math.max(1, Math.floor(availableParallelism() / workerCount)));
 /** DCC the dev setup deposits for the default keystore. */
 const devFundsDcc = process.env.COMMUNE_DEV_FUNDS ?? '1000';
-const children = [];
+/** Supervised children by label: each is restarted when it exits unless everything is stopping. */
+const children = new Map();
 
-function run(label, args, env = {}) {
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const prefix = (stream, out) => {
-    let buffer = '';
-    stream.on('data', (chunk) => {
-      buffer += chunk;
-      const lines = buffer.split('\n');
-      buffer = lines.pop();
-      for (const line of lines) out.write(`${label.padEnd(10)}| ${line}\n`);
+function pipeLines(stream, label, out) {
+  let buffer = '';
+  stream.on('data', (chunk) => {
+    buffer += chunk;
+    const lines = buffer.split('\n');
+    buffer = lines.pop();
+    for (const line of lines) out.write(`${label.padEnd(10)}| ${line}\n`);
+  });
+}
+
+/**
+ * Starts `node args` as `label` and keeps it running: a child that exits is started again after a
+ * backoff (1 s, doubling to 30 s; back to 1 s once it has run for a minute). The rest of the
+ * computer keeps running meanwhile: workers reconnect to a restarted scheduler, the scheduler
+ * settles payments with a restarted bank. `restart: false` (the dev chain, whose state lives in
+ * memory) reports the exit and leaves it stopped.
+ */
+function run(label, args, env = {}, { restart = true } = {}) {
+  const entry = { child: null, backoffMs: 1000, startedAt: 0 };
+  const start = () => {
+    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    entry.child = child;
+    entry.startedAt = Date.now();
+    pipeLines(child.stdout, label, process.stdout);
+    pipeLines(child.stderr, label, process.stderr);
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      if (!restart) {
+        console.error(`${label} exited (${signal ?? code}); it is not restarted (its state was in memory): run pnpm start again`);
+        return;
+      }
+      if (Date.now() - entry.startedAt > 60_000) entry.backoffMs = 1000;
+      console.error(`${label} exited (${signal ?? code}); restarting it in ${entry.backoffMs / 1000} s`);
+      setTimeout(() => stopping || start(), entry.backoffMs);
+      entry.backoffMs = Math.min(entry.backoffMs * 2, 30_000);
     });
   };
-  prefix(child.stdout, process.stdout);
-  prefix(child.stderr, process.stderr);
-  child.on('exit', (code, signal) => {
-    if (!stopping) {
-      console.error(`${label} exited (${signal ?? code}); stopping`);
-      stop(1);
-    }
-  });
-  children.push(child);
-  return child;
+  start();
+  children.set(label, entry);
+  return entry;
 }
 
 let stopping = false;
 function stop(code = 0) {
   if (stopping) return;
   stopping = true;
-  for (const child of children) child.kill('SIGINT');
+  const running = [...children.values()].map((entry) => entry.child).filter((child) => child && child.exitCode === null && child.signalCode === null);
+  for (const child of running) child.kill('SIGINT');
   setTimeout(() => process.exit(code), 5000).unref();
-  Promise.all(children.map((child) => new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', resolve))))).then(() => process.exit(code));
+  Promise.all(running.map((child) => new Promise((resolve) => child.once('exit', resolve)))).then(() => process.exit(code));
 }
 process.on('SIGINT', () => stop(0));
 process.on('SIGTERM', () => stop(0));
+
+/**
+ * The secret the scheduler and the bank share (the bank's service endpoints answer nothing
+ * else). Made once per machine with 32 random bytes and kept in ~/.commune/service-token (0600).
+ */
+function serviceToken() {
+  if (process.env.BANK_SERVICE_TOKEN) return process.env.BANK_SERVICE_TOKEN;
+  const file = join(home, 'service-token');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const token = randomBytes(32).toString('hex');
+  writeFileSync(file, token + '\n', { mode: 0o600 });
+  return token;
+}
 
 async function waitFor(what, check, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
@@ -106,19 +141,22 @@ try {
   const accounts = workerAccounts();
 
   let chain = null;
+  const token = withBank ? serviceToken() : null;
   if (withBank) {
     const chainFile = join(home, 'chain.json');
     rmSync(chainFile, { force: true });
-    run('chain', ['libs/chain/dist/local-chain.js', '--port', String(chainPort), '--out', chainFile, '--fund', address]);
+    run('chain', ['libs/chain/dist/local-chain.js', '--port', String(chainPort), '--out', chainFile, '--fund', address], {}, { restart: false });
     await waitFor('the local chain', async () => existsSync(chainFile), 60_000);
     chain = JSON.parse(readFileSync(chainFile, 'utf8'));
     run('bank', ['apps/bank/dist/main.js'], {
-      PORT: String(bankPort), DATABASE_SCHEMA: 'bank', REDIS_PREFIX: 'commune_bank',
+      PORT: String(bankPort), HOST: '127.0.0.1', DATABASE_SCHEMA: 'bank', REDIS_PREFIX: 'commune_bank', BANK_SERVICE_TOKEN: token,
       BRIDGE_CONFIG_FILE: chainFile, BRIDGE_CONFIRMATIONS: '2', BRIDGE_POLL_INTERVAL_MS: '500',
     });
     await waitFor(`the bank to answer ${bankUrl}/health`, async () => (await fetch(`${bankUrl}/health`)).ok, 60_000);
   }
-  run('scheduler', ['--max-old-space-size=128', 'apps/scheduler/dist/main.js'], { PORT: String(schedulerPort), ...(withBank ? { BANK_URL: bankUrl } : {}) });
+  run('scheduler', ['--max-old-space-size=128', 'apps/scheduler/dist/main.js'], {
+    PORT: String(schedulerPort), HOST: process.env.HOST ?? '127.0.0.1', ...(withBank ? { BANK_URL: bankUrl, BANK_SERVICE_TOKEN: token } : {}),
+  });
   await waitFor(`the scheduler to answer ${schedulerUrl}/health (is PostgreSQL at DATABASE_URL and Redis at REDIS_URL reachable?)`, async () => (await fetch(`${schedulerUrl}/health`)).ok, 60_000);
   for (let i = 0; i < workerCount; i++) {
     run(`worker-${i + 1}`, [

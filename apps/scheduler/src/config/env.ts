@@ -9,7 +9,8 @@ export const SchedulerEnvSchema = z.object({
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
   /** Prefix of every Redis key and BullMQ queue, so test suites and deployments can share a Redis. */
   REDIS_PREFIX: z.string().regex(/^[a-zA-Z0-9_:-]+$/).default('commune'),
-  HOST: z.string().default('0.0.0.0'),
+  /** Interface to listen on: loopback unless told otherwise (the images set 0.0.0.0). */
+  HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_WORK_BYTES: z.coerce.number().int().positive().default(Limits.maxWorkBytes),
@@ -25,7 +26,8 @@ export const SchedulerEnvSchema = z.object({
   MAX_MESSAGE_BYTES: z.coerce.number().int().positive().default(Limits.maxMessageBytes),
   // --- money (apps/bank). Without BANK_URL only free jobs run (paid offers get ENOBANK).
   BANK_URL: z.string().url().optional(),
-  BANK_SERVICE_TOKEN: z.string().min(8).default('dev-service-token'),
+  /** The secret the bank's service endpoints (holds, payments) require; no default: required with BANK_URL. */
+  BANK_SERVICE_TOKEN: z.string().min(16).optional(),
   /** Market rate, DCC per second of slice time; a slice is paid its measured time at this rate, never above its job's offer. */
   MARKET_RATE_DCC_PER_SECOND: z.string().regex(/^\d+(\.\d+)?$/).default('0.0001465376'),
   /** The least a paid slice is priced at, DCC. */
@@ -43,6 +45,9 @@ export const SchedulerEnvSchema = z.object({
   SCHEDULER_QUOTE_KEY: z.preprocess((value) => (value === '' ? undefined : value), z.string().regex(/^0x[0-9a-fA-F]{64}$/).optional()),
   /** How long a WorkValueQuote stays firm. */
   QUOTE_LIFETIME_MS: z.coerce.number().int().positive().default(Limits.quoteLifetimeMs),
+}).refine((env) => env.BANK_URL === undefined || env.BANK_SERVICE_TOKEN !== undefined, {
+  path: ['BANK_SERVICE_TOKEN'],
+  message: 'BANK_URL is set, so BANK_SERVICE_TOKEN (the secret the bank was started with) must be set too',
 });
 export type SchedulerEnv = z.infer<typeof SchedulerEnvSchema>;
 
