@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { init, type Job, type NoProgressDataEvent, type NoProgressEvent } from '@commune/client';
-import { signPayload, verifyPayload, type JobStatus } from '@commune/protocol';
+import { recoverRequestSigner, SignedKind, signRequest, type JobStatus } from '@commune/protocol';
 import { isolatedEnvironment, waitFor } from '../support/services.js';
 import { repoRoot, startOneSchedulerCommune, type OneSchedulerCommune } from '../support/processes.js';
 import { connectClient, request } from '../support/sockets.js';
@@ -52,7 +52,7 @@ describe('jobs, result handles and static methods (conformance, e2e)', () => {
     try {
       const signer = await commune.wallet.get();
       const body = { action, jobId, nonce: `n_${Math.random().toString(36).slice(2, 14)}`, expiresAt: Date.now() + 60_000 };
-      return await request<{ ok: boolean; status?: JobStatus; code?: string }>(socket, 'job:action', { request: body, signature: await signPayload(signer, body) });
+      return await request<{ ok: boolean; status?: JobStatus; code?: string }>(socket, 'job:action', { request: body, signature: await signRequest(signer, SignedKind.jobAction, body) });
     } finally {
       socket.disconnect();
     }
@@ -289,7 +289,7 @@ job.exec().catch((error) => { console.error(error); process.exit(1); });
     it('compute.getMarketValue() resolves with a WorkValueQuote signed by the scheduler, firm until quoteExpiry', async () => {
       const quote = await compute.getMarketValue();
       const { signature, ...signed } = quote;
-      expect(verifyPayload(signed, signature, quote.signer)).toBe(true);
+      expect(recoverRequestSigner(SignedKind.marketQuote, signed, signature)).toBe(quote.signer);
       expect(quote).toMatchObject({ CPUHour: '0.52753536', GPUHour: '0.52753536', InputMByte: '0.0001465376', OutputMByte: '0.0001465376', currency: 'DCC' });
       expect(quote.quoteExpiry).toBeGreaterThan(Date.now());
     });

@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Signer } from 'ethers';
-import { signPayload, type DeployRequest, type JobSpecInput, JobSpecSchema } from '@commune/protocol';
+import { SignedKind, signRequest, type DeployRequest, type JobSpecInput, JobSpecSchema } from '@commune/protocol';
+
+/** A job action (cancel, pause, resume, escrow) signed as the SDK signs it. */
+export async function signedAction(wallet: Signer, request: Record<string, unknown>): Promise<{ request: Record<string, unknown>; signature: string }> {
+  return { request, signature: await signRequest(wallet, SignedKind.jobAction, request) };
+}
 
 /** A signed deploy request for a free job, as the SDK would send it. */
 export async function signedDeploy(wallet: Signer, spec: Partial<JobSpecInput> & Pick<JobSpecInput, 'work' | 'inputSet'>): Promise<DeployRequest> {
@@ -13,7 +18,7 @@ export async function signedDeploy(wallet: Signer, spec: Partial<JobSpecInput> &
     expiresAt: now + 60_000,
     ...spec,
   });
-  return { job, signature: await signPayload(wallet, job) };
+  return { job, signature: await signRequest(wallet, SignedKind.deploy, job) };
 }
 
 /**
@@ -45,7 +50,7 @@ export async function signedFetch(
       [OwnerRequestHeaders.owner]: signed.owner,
       [OwnerRequestHeaders.nonce]: signed.nonce,
       [OwnerRequestHeaders.expiresAt]: String(signed.expiresAt),
-      [OwnerRequestHeaders.signature]: await signPayload(wallet, signed),
+      [OwnerRequestHeaders.signature]: await signRequest(wallet, SignedKind.ownerRequest, signed),
     },
   });
   return { status: response.status, body: await response.json().catch(() => undefined) };

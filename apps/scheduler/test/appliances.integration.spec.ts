@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Wallet } from 'ethers';
-import { ApplianceSpecSchema, hashOf, signPayload, type ApplianceSpecInput, type DeployReply, type JobStatus } from '@commune/protocol';
+import { ApplianceSpecSchema, hashOf, SignedKind, signRequest, type ApplianceSpecInput, type DeployReply, type JobStatus } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { dropIsolated, isolatedEnvironment } from '../../../test/support/services.js';
 import { signedDeploy } from '../../../test/support/signing.js';
@@ -46,7 +46,7 @@ describe('scheduler appliances (real Postgres and Redis)', () => {
       expiresAt: now + 60_000,
       ...fields,
     });
-    return { appliance, signature: await signPayload(wallet, appliance) };
+    return { appliance, signature: await signRequest(wallet, SignedKind.appliance, appliance) };
   }
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read whatever the scheduler answered
   async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }> {
@@ -105,7 +105,7 @@ describe('scheduler appliances (real Postgres and Redis)', () => {
     const name = uniqueName('owned');
     expect((await publish({ name, version: '1.0.0' })).status).toBe(201);
     const taken = await publish({ name, version: '1.0.1' }, stranger);
-    expect(taken.status).toBe(409);
+    expect(taken.status).toBe(403);
     expect(taken.body).toMatchObject({ code: 'ENAMESPACE' });
     expect((await publish({ name, version: '1.0.1' })).status).toBe(201);
   });
@@ -113,8 +113,8 @@ describe('scheduler appliances (real Postgres and Redis)', () => {
   it('two keys publishing a new name at the same moment: one reserves it, the other gets ENAMESPACE', async () => {
     const name = uniqueName('race');
     const replies = await Promise.all([publish({ name, version: '1.0.0' }), publish({ name, version: '1.0.1' }, stranger)]);
-    expect(replies.map((reply) => reply.status).sort()).toEqual([201, 409]);
-    const loser = replies.find((reply) => reply.status === 409)!;
+    expect(replies.map((reply) => reply.status).sort()).toEqual([201, 403]);
+    const loser = replies.find((reply) => reply.status === 403)!;
     expect(loser.body).toMatchObject({ code: 'ENAMESPACE' });
     const winner = replies.find((reply) => reply.status === 201)!;
     expect((await resolve(name, '*')).body).toMatchObject({ versionId: winner.body.versionId, publisher: winner === replies[0] ? publisher.address : stranger.address });
@@ -162,7 +162,7 @@ describe('scheduler appliances (real Postgres and Redis)', () => {
     expect((await resolve(name, 'latest')).body).toMatchObject({ code: 'EINVAL' });
     expect((await resolve('Not_Lowercase', '*')).body).toMatchObject({ code: 'EINVAL' });
     const request = await signedPublication({ name, version: '1.0.0' });
-    const forged = await call('POST', '/appliances', { ...request, signature: await signPayload(stranger, request.appliance) });
+    const forged = await call('POST', '/appliances', { ...request, signature: await signRequest(stranger, SignedKind.appliance, request.appliance) });
     expect(forged.body).toMatchObject({ code: 'EBADSIGNATURE' });
     expect((await call('POST', '/appliances', { appliance: { name } })).body).toMatchObject({ code: 'EINVAL' });
   });
@@ -170,7 +170,7 @@ describe('scheduler appliances (real Postgres and Redis)', () => {
   it('refuses functions larger together than MAX_WORK_BYTES with EWORKTOOBIG; one that fits is published although its body is larger than 100 kB', async () => {
     const big = `(i) => ${'7'.repeat(maxWorkBytes / 2)}`;
     const reply = await publish({ name: uniqueName('big'), version: '1.0.0', functions: [{ name: 'a', work: big }, { name: 'b', work: big }] });
-    expect(reply.status).toBe(409);
+    expect(reply.status).toBe(413);
     expect(reply.body).toMatchObject({ code: 'EWORKTOOBIG' });
     expect((await publish({ name: uniqueName('big'), version: '1.0.0', functions: [{ name: 'a', work: big }] })).status).toBe(201);
   });

@@ -1,6 +1,6 @@
 import { Wallet } from 'ethers';
 import {
-  signPayload, verifyPayload, type DeployReply, type JobResultsEvent, type JobSliceErrorEvent, type JobStatus, type Task, type TaskGrant, type TaskResultsAck,
+  recoverRequestSigner, SignedKind, signRequest, type DeployReply, type JobResultsEvent, type JobSliceErrorEvent, type JobStatus, type Task, type TaskGrant, type TaskResultsAck,
 } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
@@ -69,7 +69,7 @@ describe('scheduler Compute API (real Postgres and Redis)', () => {
   }
   async function act(socket: TestClientSocket, action: 'cancel' | 'pause' | 'resume', jobId: string, wallet = owner) {
     const body = { action, jobId, nonce: `n_${Math.random().toString(36).slice(2, 14)}`, expiresAt: Date.now() + 60_000 };
-    return request<ActionReply>(socket, 'job:action', { request: body, signature: await signPayload(wallet, body) });
+    return request<ActionReply>(socket, 'job:action', { request: body, signature: await signRequest(wallet, SignedKind.jobAction, body) });
   }
   const slicesQuery = (set: unknown) => `slices=${encodeURIComponent(JSON.stringify(set))}`;
 
@@ -221,8 +221,8 @@ describe('scheduler Compute API (real Postgres and Redis)', () => {
     const { signature, ...signed } = quote;
     expect(signed).toMatchObject({ CPUHour: '0.52753536', GPUHour: '0.52753536', InputMByte: '0.0001465376', OutputMByte: '0.0001465376', currency: 'DCC', signer: quoteKey.address });
     expect((signed.quoteExpiry as number) - (signed.issuedAt as number)).toBe(60_000);
-    expect(verifyPayload(signed, signature, quoteKey.address)).toBe(true);
-    expect(verifyPayload({ ...signed, CPUHour: '0.1' }, signature, quoteKey.address)).toBe(false);
+    expect(recoverRequestSigner(SignedKind.marketQuote, signed, signature)).toBe(quoteKey.address);
+    expect(recoverRequestSigner(SignedKind.marketQuote, { ...signed, CPUHour: '0.1' }, signature)).not.toBe(quoteKey.address);
   });
 
   it('pushes the results of a non-collating job only to sockets that ask for them', async () => {

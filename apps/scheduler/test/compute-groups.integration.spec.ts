@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Wallet } from 'ethers';
 import { io } from 'socket.io-client';
 import {
-  Namespaces, joinHashOf, signPayload, type ComputeGroupCredential, type CreateComputeGroupInput, type DeployReply, type JobStatus, type TaskGrant,
+  Namespaces, joinHashOf, SignedKind, signRequest, type ComputeGroupCredential, type CreateComputeGroupInput, type DeployReply, type JobStatus, type TaskGrant,
 } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { dropIsolated, isolatedEnvironment, uniqueName, waitFor } from '../../../test/support/services.js';
@@ -33,7 +33,7 @@ describe('compute groups (real Postgres and Redis)', () => {
 
   async function create(fields: Omit<CreateComputeGroupInput, 'owner' | 'nonce' | 'expiresAt'>, signer = owner, tamper: (body: { request: object; signature: string }) => void = () => {}) {
     const requestBody = { ...fields, owner: signer.address, nonce: randomBytes(8).toString('hex'), expiresAt: Date.now() + 60_000 };
-    const body = { request: requestBody, signature: await signPayload(signer, requestBody) };
+    const body = { request: requestBody, signature: await signRequest(signer, SignedKind.computeGroup, requestBody) };
     tamper(body);
     const response = await fetch(`${app.url}/compute-groups`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: response.status, body: (await response.json()) as { code?: string; message?: string; joinKey?: string; owner?: string } };
@@ -59,7 +59,7 @@ describe('compute groups (real Postgres and Redis)', () => {
     const client = await connectClient(app.url);
     sockets.push(client);
     const body = { action: 'cancel', jobId, nonce: randomBytes(8).toString('hex'), expiresAt: Date.now() + 60_000 };
-    await request(client, 'job:action', { request: body, signature: await signPayload(owner, body) });
+    await request(client, 'job:action', { request: body, signature: await signRequest(owner, SignedKind.jobAction, body) });
   }
 
   it('creates a group owned by the signer, describes it without its hash, and refuses a taken key (EEXIST) or a forged signature', async () => {

@@ -1,6 +1,6 @@
 import { Wallet, type Signer } from 'ethers';
 import { BigNumber } from 'bignumber.js';
-import { signPayload, type DeployReply, type JobEndEvent, type JobStatus, type Task, type TaskGrant } from '@commune/protocol';
+import { SignedKind, signRequest, type DeployReply, type JobEndEvent, type JobStatus, type Task, type TaskGrant } from '@commune/protocol';
 import { startBank, LedgerService, type BankApp } from '../../bank/src/index.js';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { LeaseRepository } from '../src/dispatch/lease.repository.js';
@@ -79,7 +79,7 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
   const slicesOf = (tasks: Task[]) => tasks.flatMap((task) => task.slices);
   async function action(client: TestClientSocket, owner: Signer, jobId: string, kind: 'cancel' | 'resume' | 'escrow', amount?: string) {
     const body = { action: kind, jobId, nonce: `n_${kind}_${Date.now()}_${Math.random().toString(36).slice(2)}`, expiresAt: Date.now() + 60_000, ...(amount ? { amount } : {}) };
-    return request<{ ok: boolean; code?: string; status?: JobStatus }>(client, 'job:action', { request: body, signature: await signPayload(owner, body) });
+    return request<{ ok: boolean; code?: string; status?: JobStatus }>(client, 'job:action', { request: body, signature: await signRequest(owner, SignedKind.jobAction, body) });
   }
   async function ended(client: TestClientSocket, jobId: string): Promise<JobEndEvent> {
     return new Promise((resolve) => client.on('job:end', (event) => event.jobId === jobId && resolve(event)));

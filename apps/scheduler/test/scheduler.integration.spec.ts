@@ -52,9 +52,9 @@ describe('scheduler (real Postgres and Redis)', () => {
   }
   /** Ends a job the test leaves unfinished, so the next test's leases see only its own job. */
   async function cancel(socket: TestClientSocket, jobId: string) {
-    const { signPayload } = await import('@commune/protocol');
+    const { SignedKind, signRequest } = await import('@commune/protocol');
     const action = { action: 'cancel' as const, jobId, nonce: `n_${jobId}`, expiresAt: Date.now() + 60_000 };
-    await request(socket, 'job:action', { request: action, signature: await signPayload(owner, action) });
+    await request(socket, 'job:action', { request: action, signature: await signRequest(owner, SignedKind.jobAction, action) });
   }
   function collect(socket: TestClientSocket, jobId: string) {
     const results = new Map<number, unknown>();
@@ -190,13 +190,13 @@ describe('scheduler (real Postgres and Redis)', () => {
   it('cancels a job for its owner only', async () => {
     const c = await client();
     const { jobId } = await deploy(c, { work: '(x) => x', inputSet: { kind: 'range', range: { start: 0, end: 1e9 } } });
-    const { signPayload } = await import('@commune/protocol');
+    const { SignedKind, signRequest } = await import('@commune/protocol');
     const action = (nonce: string) => ({ action: 'cancel' as const, jobId, nonce, expiresAt: Date.now() + 60_000 });
     const stranger = Wallet.createRandom();
-    const refused = await request<{ ok: boolean; code?: string }>(c, 'job:action', { request: action('n_stranger1'), signature: await signPayload(stranger, action('n_stranger1')) });
+    const refused = await request<{ ok: boolean; code?: string }>(c, 'job:action', { request: action('n_stranger1'), signature: await signRequest(stranger, SignedKind.jobAction, action('n_stranger1')) });
     expect(refused).toMatchObject({ ok: false, code: 'EPERM' });
     const cancel = action('n_owner0001');
-    const done = await request<{ ok: boolean; status?: { runStatus: string } }>(c, 'job:action', { request: cancel, signature: await signPayload(owner, cancel) });
+    const done = await request<{ ok: boolean; status?: { runStatus: string } }>(c, 'job:action', { request: cancel, signature: await signRequest(owner, SignedKind.jobAction, cancel) });
     expect(done).toMatchObject({ ok: true, status: { runStatus: 'cancelled', total: 1e9 + 1 } });
   });
 

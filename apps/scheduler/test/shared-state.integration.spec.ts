@@ -127,11 +127,11 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
     const idle = await worker('worker-idle-1', replicaA);
     expect(await operate(idle, jobId, { kind: 'increment', property: 'n', by: 1 })).toMatchObject({ ok: false, code: 'ENOTLEASED' });
     const stranger = Wallet.createRandom();
-    const { signPayload } = await import('@commune/protocol');
+    const { SignedKind, signRequest } = await import('@commune/protocol');
     const body = { jobId, operation: StateOperationSchema.parse({ kind: 'increment', property: 'n', by: 1 }), nonce: 'n_stranger_1', expiresAt: Date.now() + 60_000 };
-    expect(await request(await client(replicaA), 'state:op', { request: body, signature: await signPayload(stranger, body) })).toMatchObject({ ok: false, code: 'EPERM' });
+    expect(await request(await client(replicaA), 'state:op', { request: body, signature: await signRequest(stranger, SignedKind.stateOperation, body) })).toMatchObject({ ok: false, code: 'EPERM' });
     const mine = { ...body, nonce: 'n_owner_0001' };
-    expect(await request(await client(replicaB), 'state:op', { request: mine, signature: await signPayload(owner, mine) })).toMatchObject({ ok: true, version: 1, state: '{"n":2}' });
+    expect(await request(await client(replicaB), 'state:op', { request: mine, signature: await signRequest(owner, SignedKind.stateOperation, mine) })).toMatchObject({ ok: true, version: 1, state: '{"n":2}' });
   }, 30_000);
 
   /** The Lua scripts against applyStateOperation: the same table of operations must give the same states. */

@@ -1,5 +1,5 @@
 import { jest } from '@jest/globals';
-import { ApplianceSpecSchema, CommuneError, hashOf, verifyPayload, type ApplianceVersionInfo } from '@commune/protocol';
+import { ApplianceSpecSchema, CommuneError, hashOf, recoverRequestSigner, SignedKind, type ApplianceVersionInfo } from '@commune/protocol';
 import { Appliance } from './appliance.js';
 import { createCompute } from './compute.js';
 import { contextFor, FakeLink, testWallet } from './test-support.js';
@@ -72,7 +72,7 @@ describe(Appliance.name, () => {
     expect(posted).toHaveLength(1);
     expect(posted[0]!.url).toBe('http://scheduler.test/appliances');
     const spec = ApplianceSpecSchema.parse(posted[0]!.body.appliance);
-    expect(verifyPayload(spec, posted[0]!.body.signature, testWallet.address)).toBe(true);
+    expect(recoverRequestSigner(SignedKind.appliance, spec, posted[0]!.body.signature)).toBe(testWallet.address);
     expect(spec).toMatchObject({
       name: 'math-util', version: '1.0.0', publisher: testWallet.address, metadata: { name: 'math-util', description: 'squares', hashTags: 'math' },
       functions: [{ name: 'square', work: '(i) => i * i', estimation: '(i) => ({ cpuHours: i })', sliceProfile: { cpuHours: 0.5 }, requirePath: ['lib'] }],
@@ -111,7 +111,7 @@ describe(Appliance.name, () => {
     expect(link.deploys).toHaveLength(1);
     const { job: spec, signature } = link.deploys[0]!;
     expect(spec).toMatchObject({ work: squareSource, appliance: { versionId, function: 'square' } });
-    expect(verifyPayload(spec, signature, testWallet.address)).toBe(true);
+    expect(recoverRequestSigner(SignedKind.deploy, spec, signature)).toBe(testWallet.address);
   });
 
   it('an unknown function is ENOTFOUND; a source that does not match its published hash is refused', async () => {

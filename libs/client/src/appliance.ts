@@ -11,7 +11,8 @@ import {
   Limits,
   newId,
   PublishApplianceReplySchema,
-  signPayload,
+  SignedKind,
+  signRequest,
   SliceProfileSchema,
   type ApplianceFunctionInfo,
   type ApplianceJobRef,
@@ -221,7 +222,7 @@ export class Appliance {
     });
     if (!parsed.success) throw new CommuneError(ErrorCode.EINVAL, `the appliance is not valid: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
     const spec = parsed.data;
-    const body = { appliance: spec, signature: await signPayload(signer, spec) };
+    const body = { appliance: spec, signature: await signRequest(signer, SignedKind.appliance, spec) };
     const reply = PublishApplianceReplySchema.safeParse(await this.#post('appliances', body));
     if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed publish reply: ${reply.error.message}`);
     return this.#published(reply.data, publisher);

@@ -1,6 +1,6 @@
 import { Wallet } from 'ethers';
 import { jest } from '@jest/globals';
-import { ErrorCode, signPayload, type JobInfo, type WorkValueQuote } from '@commune/protocol';
+import { ErrorCode, SignedKind, signRequest, type JobInfo, type WorkValueQuote } from '@commune/protocol';
 import { createCompute } from './compute.js';
 import { SchedulerConnection } from './connection.js';
 import { checkSlicePaymentOffer, Job, type NoProgressDataEvent, type NoProgressEvent } from './job.js';
@@ -71,8 +71,8 @@ describe('compute.marketRate and compute.marketValue (SlicePaymentDescriptor obj
   /** A quote at `perSecond` DCC per reference-core second. */
   async function quoteAt(perSecond: string): Promise<WorkValueQuote> {
     const hour = (Number(perSecond) * 3600).toString();
-    const signed = { CPUHour: hour, GPUHour: hour, InputMByte: perSecond, OutputMByte: perSecond, currency: 'DCC' as const, issuedAt: 1, quoteExpiry: 2, signer: schedulerKey.address };
-    return { ...signed, signature: await signPayload(schedulerKey, signed) };
+    const signed = { CPUHour: hour, GPUHour: hour, InputMByte: perSecond, OutputMByte: perSecond, currency: 'DCC' as const, issuedAt: Date.now(), quoteExpiry: Date.now() + 600_000, signer: schedulerKey.address };
+    return { ...signed, signature: await signRequest(schedulerKey, SignedKind.marketQuote, signed) };
   }
 
   it.each([
@@ -121,8 +121,8 @@ describe(calculateSlicePayment.name, () => {
 describe('compute.getMarketValue', () => {
   const schedulerKey = new Wallet('0x' + '33'.repeat(32));
   async function quote(overrides: Partial<WorkValueQuote> = {}): Promise<WorkValueQuote> {
-    const signed = { CPUHour: '0.52753536', GPUHour: '0.52753536', InputMByte: '0.0001465376', OutputMByte: '0.0001465376', currency: 'DCC' as const, issuedAt: 1, quoteExpiry: 2, signer: schedulerKey.address };
-    return { ...signed, signature: await signPayload(schedulerKey, signed), ...overrides };
+    const signed = { CPUHour: '0.52753536', GPUHour: '0.52753536', InputMByte: '0.0001465376', OutputMByte: '0.0001465376', currency: 'DCC' as const, issuedAt: Date.now(), quoteExpiry: Date.now() + 600_000, signer: schedulerKey.address };
+    return { ...signed, signature: await signRequest(schedulerKey, SignedKind.marketQuote, signed), ...overrides };
   }
   it('resolves with the scheduler-signed WorkValueQuote from GET market/value', async () => {
     const { link, compute } = setup();
@@ -131,11 +131,15 @@ describe('compute.getMarketValue', () => {
     expect(await compute.getMarketValue()).toEqual(expected);
     expect(link.restRequests).toEqual([{ method: 'GET', path: 'market/value', signer: undefined }]);
   });
-  it('refuses a quote whose fields were changed after signing (ESCHEDULER)', async () => {
+  it('refuses a quote whose fields were changed after signing (EBADSIGNATURE), or that has expired (EEXPIRED)', async () => {
     const { link, compute } = setup();
     const tampered = await quote();
     link.restReply = () => ({ ...tampered, CPUHour: '0.000001' });
-    await expect(compute.getMarketValue()).rejects.toEqual(codeMatching(ErrorCode.ESCHEDULER));
+    await expect(compute.getMarketValue()).rejects.toEqual(codeMatching(ErrorCode.EBADSIGNATURE));
+    const signed = { CPUHour: '1', GPUHour: '1', InputMByte: '1', OutputMByte: '1', currency: 'DCC' as const, issuedAt: 1, quoteExpiry: 2, signer: schedulerKey.address };
+    const expired = { ...signed, signature: await signRequest(schedulerKey, SignedKind.marketQuote, signed) };
+    link.restReply = () => expired;
+    await expect(compute.getMarketValue()).rejects.toEqual(codeMatching(ErrorCode.EEXPIRED));
   });
 });
 

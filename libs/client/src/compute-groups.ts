@@ -1,5 +1,5 @@
 import {
-  CommuneError, ComputeGroupInfoSchema, CreateComputeGroupSchema, ErrorCode, Limits, joinHashOf, newId, signPayload,
+  CommuneError, ComputeGroupInfoSchema, CreateComputeGroupSchema, ErrorCode, Limits, joinHashOf, newId, SignedKind, signRequest,
   type ComputeGroupInfo,
 } from '@commune/protocol';
 import type { SchedulerLink } from './connection.js';
@@ -29,7 +29,7 @@ export async function createComputeGroup(link: SchedulerLink, signer: JobSigner,
   });
   if (!parsed.success) throw new CommuneError(ErrorCode.EINVAL, `createComputeGroup: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
   const request = parsed.data;
-  const reply = ComputeGroupInfoSchema.safeParse(await link.rest('POST', 'compute-groups', undefined, { request, signature: await signPayload(signer, request) }));
+  const reply = ComputeGroupInfoSchema.safeParse(await link.rest('POST', 'compute-groups', undefined, { request, signature: await signRequest(signer, SignedKind.computeGroup, request) }));
   if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed compute group reply: ${reply.error.message}`);
   return reply.data;
 }

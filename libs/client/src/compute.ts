@@ -7,7 +7,8 @@ import {
   JobIdSchema,
   Limits,
   newId,
-  signPayload,
+  SignedKind,
+  signRequest,
   type JobInfo,
   type JobStatus,
   type SliceInfo,
@@ -315,7 +316,7 @@ export function createCompute(context: JobContext): Compute {
     async cancel(jobId: string) {
       const signer = await context.signer();
       const request = JobActionSchema.parse({ action: 'cancel', jobId, nonce: newId('n'), expiresAt: Date.now() + Limits.maxSignatureLifetimeMs / 2 });
-      await context.link().jobAction({ request, signature: await signPayload(signer, request) });
+      await context.link().jobAction({ request, signature: await signRequest(signer, SignedKind.jobAction, request) });
     },
     async status(job: string | Job | JobSigner, startTime?: number | Date, endTime?: number | Date) {
       const account = paymentAccountOf(job);

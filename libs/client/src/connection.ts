@@ -15,7 +15,8 @@ import {
   OwnerRequestHeaders,
   OwnerRequestSchema,
   ResultsPageSchema,
-  signPayload,
+  SignedKind,
+  signRequest,
   newId,
   Limits,
   type ClientToSchedulerEvents,
@@ -425,7 +426,7 @@ export class SchedulerConnection implements SchedulerLink {
       headers[OwnerRequestHeaders.owner] = signed.owner;
       headers[OwnerRequestHeaders.nonce] = signed.nonce;
       headers[OwnerRequestHeaders.expiresAt] = String(signed.expiresAt);
-      headers[OwnerRequestHeaders.signature] = await signPayload(signer, signed);
+      headers[OwnerRequestHeaders.signature] = await signRequest(signer, SignedKind.ownerRequest, signed);
     }
     let response: Response;
     try {

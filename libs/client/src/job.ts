@@ -8,7 +8,8 @@ import {
   JobSpecSchema,
   Limits,
   newId,
-  signPayload,
+  SignedKind,
+  signRequest,
   type ApplianceJobRef,
   type ConsoleEntry,
   type CustomEvent,
@@ -707,7 +708,7 @@ export class Job extends EventEmitter {
       });
       if (!parsedSpec.success) throw new CommuneError(ErrorCode.EINVAL, `the job is not valid: ${parsedSpec.error.message}`, { issues: parsedSpec.error.issues });
       const spec = parsedSpec.data;
-      const signature = await signPayload(signer, spec);
+      const signature = await signRequest(signer, SignedKind.deploy, spec);
       this.#deployedOffer = spec.slicePaymentOffer;
       this.status.runStatus = 'deploying';
       this.#setReadyState('deploying');
@@ -881,7 +882,7 @@ export class Job extends EventEmitter {
       operate: async (operation: StateOperation) => {
         const signer = this.#signer ?? this.paymentAccount ?? (await this.#context.signer());
         const request = ClientStateOperationSchema.parse({ jobId, operation, nonce: newId('n'), expiresAt: Date.now() + signatureLifetimeMs });
-        const reply = StateOperationReplySchema.safeParse(await link.stateRequest!('state:op', { request, signature: await signPayload(signer, request) }));
+        const reply = StateOperationReplySchema.safeParse(await link.stateRequest!('state:op', { request, signature: await signRequest(signer, SignedKind.stateOperation, request) }));
         if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, 'malformed state:op reply');
         if (!reply.data.ok) throw new CommuneError(isKnownCode(reply.data.code) ? reply.data.code : ErrorCode.ESCHEDULER, reply.data.message);
         return reply.data;
@@ -1238,7 +1239,7 @@ export class Job extends EventEmitter {
   async #act(action: JobActionRequest['request']['action'], jobId: string, amount?: string) {
     const signer = this.#signer ?? this.paymentAccount ?? (await this.#context.signer());
     const request = JobActionSchema.parse({ action, jobId, ...(amount === undefined ? {} : { amount }), nonce: newId('n'), expiresAt: Date.now() + signatureLifetimeMs });
-    const actionRequest: JobActionRequest = { request, signature: await signPayload(signer, request) };
+    const actionRequest: JobActionRequest = { request, signature: await signRequest(signer, SignedKind.jobAction, request) };
     return this.#context.link().jobAction(actionRequest);
   }
 

@@ -1,5 +1,5 @@
 import BigNumber from 'bignumber.js';
-import { CommuneError, ErrorCode, verifyPayload, WorkValueQuoteSchema, type SliceProfile, type WorkValue, type WorkValueQuote } from '@commune/protocol';
+import { CommuneError, ErrorCode, SignedKind, verifySignedRequest, WorkValueQuoteSchema, type SliceProfile, type WorkValue, type WorkValueQuote } from '@commune/protocol';
 import type { SchedulerLink } from './connection.js';
 
 /** Our own constructor: a program's BigNumber.config() must not change prices. */
@@ -38,13 +38,18 @@ export function calculateSlicePayment(sliceProfile: Partial<SliceProfile>, workV
 }
 
 /**
- * spec compute.getMarketValue(): the scheduler's signed WorkValueQuote, checked here: a quote
- * whose signature is not its signer's is refused (ESCHEDULER).
+ * spec compute.getMarketValue(): the scheduler's signed WorkValueQuote (kind market-quote),
+ * checked here through protocol verifySignedRequest: a quote whose signature is not its signer's
+ * is refused (EBADSIGNATURE), an expired one too (EEXPIRED).
  */
 export async function getMarketValue(link: SchedulerLink): Promise<WorkValueQuote> {
   const parsed = WorkValueQuoteSchema.safeParse(await link.rest('GET', 'market/value'));
   if (!parsed.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed market value quote: ${parsed.error.message}`);
   const { signature, ...quote } = parsed.data;
-  if (!verifyPayload(quote, signature, quote.signer)) throw new CommuneError(ErrorCode.ESCHEDULER, 'the market value quote is not signed by its signer');
+  await verifySignedRequest(
+    { kind: SignedKind.marketQuote, payload: quote, signature, signer: quote.signer, expiresAt: quote.quoteExpiry },
+    // A scheduler may quote for longer than the default lifetime (QUOTE_LIFETIME_MS): any future expiry is a firm quote.
+    { now: Date.now(), maxLifetimeMs: Number.MAX_SAFE_INTEGER },
+  );
   return parsed.data;
 }

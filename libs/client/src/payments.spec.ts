@@ -1,6 +1,6 @@
 import { inspect } from 'node:util';
 import { jest } from '@jest/globals';
-import { CommuneError, ErrorCode, verifyPayload, type JobActionRequest, type JobStatus } from '@commune/protocol';
+import { CommuneError, ErrorCode, recoverRequestSigner, SignedKind, type JobActionRequest, type JobStatus } from '@commune/protocol';
 import { createCompute } from './compute.js';
 import { SchedulerConnection } from './connection.js';
 import type { Job } from './job.js';
@@ -85,7 +85,7 @@ describe('ENOFUNDS', () => {
     const [{ request, signature }] = link.actions;
     expect(request).toMatchObject({ action: 'resume', jobId });
     expect(request.amount).toBeUndefined();
-    expect(verifyPayload(request, signature, testWallet.address)).toBe(true);
+    expect(recoverRequestSigner(SignedKind.jobAction, request, signature)).toBe(testWallet.address);
     // It subscribed again before asking, so nothing of the resumed job is missed.
     expect(link.follows).toEqual([jobId]);
     expect(job.status.runStatus).toBe('running');
@@ -145,7 +145,7 @@ describe('ENOFUNDS', () => {
     await waitFor('the job to run again', () => job.status.runStatus === 'running');
     const escrow = link.actions[0]!;
     expect(escrow.request).toMatchObject({ action: 'escrow', jobId, amount: '1500000000000000000' });
-    expect(verifyPayload(escrow.request, escrow.signature, testWallet.address)).toBe(true);
+    expect(recoverRequestSigner(SignedKind.jobAction, escrow.request, escrow.signature)).toBe(testWallet.address);
     // exec() let the listener's escrow and resume finish first: one resume, no race.
     expect(actionsOf(link)).toEqual(['escrow', 'resume']);
     sink.onResults([{ sliceIndex: 0, value: 1 }, { sliceIndex: 1, value: 2 }]);
@@ -240,7 +240,7 @@ describe('job.escrow(amount)', () => {
       expect.objectContaining({ action: 'escrow', jobId, amount: '250000000000000000' }),
       expect.objectContaining({ action: 'escrow', jobId, amount: '3000000000000000000' }),
     ]);
-    for (const { request, signature } of link.actions) expect(verifyPayload(request, signature, testWallet.address)).toBe(true);
+    for (const { request, signature } of link.actions) expect(recoverRequestSigner(SignedKind.jobAction, request, signature)).toBe(testWallet.address);
   });
 
   it('refuses a zero, negative or over-precise amount (EINVAL) and a job that is not deployed (EJOBSTATE)', async () => {

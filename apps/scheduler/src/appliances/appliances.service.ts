@@ -19,7 +19,7 @@ export class AppliancesService {
   /** spec publish(): ENAMESPACE, EEXIST, EWORKTOOBIG as the spec says; EINVAL, EBADSIGNATURE, EEXPIRED for bad requests. */
   async publish(request: PublishApplianceRequest): Promise<PublishApplianceReply> {
     const { appliance: spec, signature } = request;
-    const checked = checkPublication(spec, signature, Date.now(), { maxWorkBytes: this.env.MAX_WORK_BYTES, maxSignatureLifetimeMs: Limits.maxSignatureLifetimeMs });
+    const checked = await checkPublication(spec, signature, Date.now(), { maxWorkBytes: this.env.MAX_WORK_BYTES, maxSignatureLifetimeMs: Limits.maxSignatureLifetimeMs });
     const { stored, resent } = await this.appliances.publish(spec, signature, checked, (reservedBy, existing) => {
       checkNamespace(spec.name, reservedBy, spec.publisher);
       return checkNewVersion(spec.name, spec.version, existing, signature) === 'resent' ? 'resent' : 'store';

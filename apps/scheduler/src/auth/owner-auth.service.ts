@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
-import { CommuneError, ErrorCode, Limits } from '@commune/protocol';
-import { RedisConnections } from '../redis/redis.module.js';
-import { verifyOwnerRequest, type RequestHeaders } from './domain/owner-request.js';
+import { CommuneError, ErrorCode, OwnerRequestHeaders } from '@commune/protocol';
+import { ownerRequestCheck, type RequestHeaders } from './domain/owner-request.js';
+import { SignedRequests } from './signed-requests.js';
 
 /** The parts of an HTTP request an owner signature covers. */
 export interface SignedHttpRequest {
@@ -11,20 +11,19 @@ export interface SignedHttpRequest {
   headers: RequestHeaders;
 }
 
-/**
- * Authenticates owner-signed REST requests and makes each single-use: the nonce is remembered in
- * Redis (the same keys as signed job actions) for twice the longest signature lifetime.
- */
+/** Authenticates owner-signed REST requests through the one signed-request check (single-use nonce in Redis). */
 @Injectable()
 export class OwnerAuth {
-  constructor(private readonly redis: RedisConnections) {}
+  constructor(private readonly signed: SignedRequests) {}
 
   /** The checksummed address that signed the request. */
   async authenticate(request: SignedHttpRequest): Promise<string> {
-    const signed = verifyOwnerRequest(request.method.toUpperCase(), request.originalUrl, request.headers, Date.now(), Limits.maxSignatureLifetimeMs);
-    const fresh = await this.redis.command.set(this.redis.key('nonce', signed.owner, signed.nonce), '1', 'PX', Limits.maxSignatureLifetimeMs * 2, 'NX');
-    if (fresh === null) throw new CommuneError(ErrorCode.EREPLAY, 'this request nonce was already used');
-    return signed.owner;
+    return this.signed.verify(ownerRequestCheck(request.method.toUpperCase(), request.originalUrl, request.headers));
+  }
+
+  /** True when the request carries an owner signature (it is then checked by authenticate). */
+  static isSigned(request: SignedHttpRequest): boolean {
+    return request.headers[OwnerRequestHeaders.signature] !== undefined;
   }
 
   /** EPERM unless `signer` owns the job. */

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import {
-  CommuneError, CreateComputeGroupRequestSchema, ErrorCode, Limits, recoverSigner, type ComputeGroupCredential, type ComputeGroupInfo,
+  CommuneError, CreateComputeGroupRequestSchema, ErrorCode, SignedKind, type ComputeGroupCredential, type ComputeGroupInfo,
 } from '@commune/protocol';
-import { RedisConnections } from '../redis/redis.module.js';
+import { SignedRequests } from '../auth/signed-requests.js';
 import { ComputeGroupsRepository } from './compute-groups.repository.js';
 import { verifyCredentials } from './domain/membership.js';
 
@@ -12,17 +12,11 @@ import { verifyCredentials } from './domain/membership.js';
  */
 @Injectable()
 export class ComputeGroupsService {
-  constructor(private readonly repository: ComputeGroupsRepository, private readonly redis: RedisConnections) {}
+  constructor(private readonly repository: ComputeGroupsRepository, private readonly signed: SignedRequests) {}
 
   async create(body: unknown): Promise<ComputeGroupInfo> {
     const { request, signature } = CreateComputeGroupRequestSchema.parse(body);
-    const now = Date.now();
-    if (request.expiresAt < now || request.expiresAt - now > Limits.maxSignatureLifetimeMs) {
-      throw new CommuneError(ErrorCode.EEXPIRED, 'the request is expired or its expiry is too far ahead');
-    }
-    if (recoverSigner(request, signature) !== request.owner) throw new CommuneError(ErrorCode.EBADSIGNATURE, `the request was not signed by ${request.owner}`);
-    const fresh = await this.redis.command.set(this.redis.key('nonce', request.owner, request.nonce), '1', 'PX', Limits.maxSignatureLifetimeMs * 2, 'NX');
-    if (fresh === null) throw new CommuneError(ErrorCode.EREPLAY, 'this request nonce was already used');
+    await this.signed.verify({ kind: SignedKind.computeGroup, payload: request, signature, signer: request.owner, expiresAt: request.expiresAt, nonce: request.nonce });
     const created = await this.repository.create({ joinKey: request.joinKey, joinHash: request.joinHash, owner: request.owner, description: request.description ?? '' });
     if (!created) throw new CommuneError(ErrorCode.EEXIST, `the compute group "${request.joinKey}" already exists`);
     return (await this.repository.info(request.joinKey))!;

@@ -1,8 +1,9 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
-  CommuneError, ErrorCode, hashOf, JobActionSchema, Limits, newId, recoverSigner, type DeployRequest, type JobAction,
+  CommuneError, ErrorCode, hashOf, JobActionSchema, Limits, newId, SignedKind, type DeployRequest, type JobAction,
   type JobInfo, type JobStatus, type RunStatus, type SliceResult,
 } from '@commune/protocol';
+import { SignedRequests } from '../auth/signed-requests.js';
 import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { LeaseRepository } from '../dispatch/lease.repository.js';
@@ -13,7 +14,6 @@ import { meanInputBytes } from './domain/input-profile.js';
 import { checkJobSpec } from './domain/job-limits.js';
 import { JobEvents } from './job-events.js';
 import { JobsRepository } from './jobs.repository.js';
-import { RedisConnections } from '../redis/redis.module.js';
 import { PaymentsService } from '../payments/payments.service.js';
 import { AppliancesService } from '../appliances/appliances.service.js';
 import { StateService } from '../state/state.service.js';
@@ -31,22 +31,20 @@ export class JobsService {
     private readonly leases: LeaseRepository,
     private readonly events: JobEvents,
     private readonly workers: WorkerNotifier,
-    private readonly redis: RedisConnections,
     private readonly maintenance: MaintenanceQueue,
     private readonly metrics: Metrics,
     private readonly payments: PaymentsService,
     private readonly appliances: AppliancesService,
     private readonly computeGroups: ComputeGroupsService,
     private readonly state: StateService,
+    private readonly signed: SignedRequests,
   ) {}
 
   /** Verifies, checks limits, stores and opens a job for dispatch. */
   async deploy(request: DeployRequest, onStored: (jobId: string) => void = () => {}): Promise<{ jobId: string; total: number; receipt: string }> {
     const { job: spec, signature } = request;
-    const signer = recoverSigner(spec, signature);
-    if (signer === null || signer !== spec.owner) {
-      throw new CommuneError(ErrorCode.EBADSIGNATURE, 'the deploy signature was not made by the job owner');
-    }
+    // Single-use through the (owner, nonce) row below: a resent deploy gets its first answer.
+    await this.signed.verify({ kind: SignedKind.deploy, payload: spec, signature, signer: spec.owner, expiresAt: spec.expiresAt });
     const inputSet = checkJobSpec(spec, {
       maxWorkBytes: this.env.MAX_WORK_BYTES,
       maxInputSetBytes: this.env.MAX_INPUT_SET_BYTES,
@@ -104,14 +102,9 @@ export class JobsService {
   /** Runs a signed action (cancel, pause, resume) after checking signer, expiry and nonce. */
   async act(request: JobAction, signature: string): Promise<JobStatus> {
     const action = JobActionSchema.parse(request);
-    const now = Date.now();
-    if (action.expiresAt < now || action.expiresAt - now > Limits.maxSignatureLifetimeMs) {
-      throw new CommuneError(ErrorCode.EEXPIRED, 'the request is expired or its expiry is too far ahead');
-    }
+    const signer = await this.signed.verify({ kind: SignedKind.jobAction, payload: request, signature, expiresAt: action.expiresAt, nonce: action.nonce });
     const status = await this.status(action.jobId);
-    if (recoverSigner(action, signature) !== status.owner) throw new CommuneError(ErrorCode.EPERM, `only the job owner may ${action.action} it`);
-    const fresh = await this.redis.command.set(this.redis.key('nonce', status.owner, action.nonce), '1', 'PX', Limits.maxSignatureLifetimeMs * 2, 'NX');
-    if (fresh === null) throw new CommuneError(ErrorCode.EREPLAY, 'this request nonce was already used');
+    if (signer !== status.owner) throw new CommuneError(ErrorCode.EPERM, `only the job owner may ${action.action} it`);
     if (action.action === 'pause') return this.pause(status);
     if (action.action === 'resume') return this.resume(status);
     if (action.action === 'escrow') return this.escrow(status, action.amount, action.nonce);

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Wallet } from 'ethers';
-import { signPayload, type WorkValueQuote } from '@commune/protocol';
+import { SignedKind, signRequest, type WorkValueQuote } from '@commune/protocol';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { workValueAt } from './domain/work-value.js';
 
@@ -33,6 +33,6 @@ export class MarketService {
       quoteExpiry: now + this.env.QUOTE_LIFETIME_MS,
       signer: this.key.address,
     };
-    return { ...unsigned, signature: await signPayload(this.key, unsigned) };
+    return { ...unsigned, signature: await signRequest(this.key, SignedKind.marketQuote, unsigned) };
   }
 }

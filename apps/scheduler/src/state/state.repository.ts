@@ -120,11 +120,6 @@ export class StateRepository {
     return Number(await this.scripts.holds(this.prefix, leaseOwner, jobId)) === 1;
   }
 
-  /** Marks a signed request's nonce as used; false when it was used before. */
-  async useNonce(owner: string, nonce: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(`${this.prefix}:nonce:${owner}:${nonce}`, '1', 'PX', ttlMs, 'NX')) !== null;
-  }
-
   /** Redis lost the job's state (or never had it): put Postgres's there, an absent row being {} at version 0. */
   private async seedFromPostgres(jobId: string): Promise<void> {
     const rows = await this.prisma.pool.query<{ version: string; state: string }>('SELECT version::text, state FROM job_states WHERE job_id = $1', [jobId]);

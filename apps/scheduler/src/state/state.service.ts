@@ -1,8 +1,9 @@
 import { Injectable, Logger } from '@nestjs/common';
 import {
-  ClientStateOperationSchema, CommuneError, encodeState, ErrorCode, Limits, recoverSigner,
+  ClientStateOperationSchema, CommuneError, encodeState, ErrorCode, SignedKind,
   type ClientStateOperation, type StateOperation, type StateOperationReply, type StateSnapshot,
 } from '@commune/protocol';
+import { SignedRequests } from '../auth/signed-requests.js';
 import { StateEvents } from './state-events.js';
 import { StateRepository, type StateChange } from './state.repository.js';
 
@@ -17,7 +18,7 @@ type OkReply = Extract<StateOperationReply, { ok: true }>;
 export class StateService {
   private readonly logger = new Logger(StateService.name);
 
-  constructor(private readonly repository: StateRepository, private readonly events: StateEvents) {}
+  constructor(private readonly repository: StateRepository, private readonly events: StateEvents, private readonly signed: SignedRequests) {}
 
   /** The state the job was deployed with (state text; absent: {}). */
   async initialize(jobId: string, text: string | undefined): Promise<void> {
@@ -47,16 +48,10 @@ export class StateService {
   /** job.state.set / testAndSet / increment from the client, signed by the job's owner. */
   async fromOwner(request: ClientStateOperation, signature: string): Promise<OkReply> {
     const parsed = ClientStateOperationSchema.parse(request);
-    const now = Date.now();
-    if (parsed.expiresAt < now || parsed.expiresAt - now > Limits.maxSignatureLifetimeMs) {
-      throw new CommuneError(ErrorCode.EEXPIRED, 'the request is expired or its expiry is too far ahead');
-    }
+    const signer = await this.signed.verify({ kind: SignedKind.stateOperation, payload: request, signature, expiresAt: parsed.expiresAt, nonce: parsed.nonce });
     const owner = await this.repository.owner(parsed.jobId);
     if (owner === null) throw new CommuneError(ErrorCode.ENOTFOUND, `no job ${parsed.jobId}`);
-    if (recoverSigner(request, signature) !== owner) throw new CommuneError(ErrorCode.EPERM, "only the job's owner may change its state");
-    if (!(await this.repository.useNonce(owner, parsed.nonce, Limits.maxSignatureLifetimeMs * 2))) {
-      throw new CommuneError(ErrorCode.EREPLAY, 'this request nonce was already used');
-    }
+    if (signer !== owner) throw new CommuneError(ErrorCode.EPERM, "only the job's owner may change its state");
     return this.apply(parsed.jobId, parsed.operation, null);
   }
 

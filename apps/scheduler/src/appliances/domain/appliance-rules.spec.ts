@@ -1,5 +1,7 @@
 import { Wallet } from 'ethers';
-import { ApplianceSpecSchema, hashOf, signPayload, type ApplianceSpec } from '@commune/protocol';
+import { ApplianceSpecSchema, hashOf, SignedKind, signRequest, type ApplianceSpec } from '@commune/protocol';
+
+const signPublication = (wallet: Wallet, spec: ApplianceSpec) => signRequest(wallet, SignedKind.appliance, spec);
 import {
   checkJobWork, checkNamespace, checkNewVersion, checkPublication, checkVersion, highestSatisfying, parseVersionSelector,
 } from './appliance-rules.js';
@@ -86,45 +88,46 @@ describe('appliance name reservation', () => {
 describe(checkPublication.name, () => {
   it('accepts a publication signed by its publisher; the version id is the hash of what was signed', async () => {
     const spec = specOf();
-    const signature = await signPayload(publisher, spec);
-    const checked = checkPublication(spec, signature, now, limits);
+    const signature = await signPublication(publisher, spec);
+    const checked = await checkPublication(spec, signature, now, limits);
     expect(checked.versionId).toBe(hashOf(spec).slice(2));
     expect(checked.versionId).toMatch(/^[0-9a-f]{64}$/);
     expect(checked.receipt).toBe(hashOf({ versionId: checked.versionId, signature }));
     expect(checked.functions.map((fn) => [fn.name, fn.workHash])).toEqual([['square', hashOf('(i) => i * i')], ['name', hashOf('(i) => "n" + i')]]);
   });
 
-  it('refuses a signature by another key, or over other content (EBADSIGNATURE)', async () => {
+  it('refuses a signature by another key, over other content, or of another kind (EBADSIGNATURE)', async () => {
     const spec = specOf();
-    expect(() => checkPublication(spec, '0x1234', now, limits)).toThrow(expect.objectContaining({ code: 'EBADSIGNATURE' }));
-    const byStranger = await signPayload(stranger, spec);
-    expect(() => checkPublication(spec, byStranger, now, limits)).toThrow(expect.objectContaining({ code: 'EBADSIGNATURE' }));
-    const signature = await signPayload(publisher, spec);
+    await expect(checkPublication(spec, await signRequest(publisher, SignedKind.deploy, spec), now, limits)).rejects.toMatchObject({ code: 'EBADSIGNATURE' });
+    await expect(checkPublication(spec, '0x1234', now, limits)).rejects.toMatchObject({ code: 'EBADSIGNATURE' });
+    const byStranger = await signPublication(stranger, spec);
+    await expect(checkPublication(spec, byStranger, now, limits)).rejects.toMatchObject({ code: 'EBADSIGNATURE' });
+    const signature = await signPublication(publisher, spec);
     const tampered = { ...spec, functions: [{ name: 'square', work: '(i) => i * i * i' }] };
-    expect(() => checkPublication(tampered, signature, now, limits)).toThrow(expect.objectContaining({ code: 'EBADSIGNATURE' }));
+    await expect(checkPublication(tampered, signature, now, limits)).rejects.toMatchObject({ code: 'EBADSIGNATURE' });
   });
 
   it('refuses an expired publication or one whose expiry is too far ahead (EEXPIRED)', async () => {
     for (const expiresAt of [now - 1, now + limits.maxSignatureLifetimeMs + 1]) {
       const spec = specOf({ expiresAt });
-      const signature = await signPayload(publisher, spec);
-      expect(() => checkPublication(spec, signature, now, limits)).toThrow(expect.objectContaining({ code: 'EEXPIRED' }));
+      const signature = await signPublication(publisher, spec);
+      await expect(checkPublication(spec, signature, now, limits)).rejects.toMatchObject({ code: 'EEXPIRED' });
     }
   });
 
   it('refuses an invalid version or a function defined twice (EINVAL)', async () => {
     const badVersion = specOf({ version: '1.0' });
-    await expect(signPayload(publisher, badVersion).then((signature) => checkPublication(badVersion, signature, now, limits))).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(signPublication(publisher, badVersion).then((signature) => checkPublication(badVersion, signature, now, limits))).rejects.toMatchObject({ code: 'EINVAL' });
     const twice = specOf({ functions: [{ name: 'square', work: '(i) => i' }, { name: 'square', work: '(i) => i * i' }] });
-    await expect(signPayload(publisher, twice).then((signature) => checkPublication(twice, signature, now, limits))).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(signPublication(publisher, twice).then((signature) => checkPublication(twice, signature, now, limits))).rejects.toMatchObject({ code: 'EINVAL' });
   });
 
   it('refuses functions whose sources together exceed maxWorkBytes (EWORKTOOBIG), estimation functions included', async () => {
     const half = `(i) => ${'1'.repeat(2040)}`;
     const fits = specOf({ functions: [{ name: 'a', work: half }, { name: 'b', work: half }] });
-    expect(checkPublication(fits, await signPayload(publisher, fits), now, limits).functions).toHaveLength(2);
+    expect((await checkPublication(fits, await signPublication(publisher, fits), now, limits)).functions).toHaveLength(2);
     const over = specOf({ functions: [{ name: 'a', work: half }, { name: 'b', work: half, estimation: '() => ({ cpuHours: 2 })' }] });
-    await expect(signPayload(publisher, over).then((signature) => checkPublication(over, signature, now, limits))).rejects.toMatchObject({ code: 'EWORKTOOBIG' });
+    await expect(signPublication(publisher, over).then((signature) => checkPublication(over, signature, now, limits))).rejects.toMatchObject({ code: 'EWORKTOOBIG' });
   });
 });
 

@@ -1,6 +1,6 @@
 import semver from 'semver';
 import {
-  ApplianceVersionIdSchema, CommuneError, ErrorCode, hashOf, recoverSigner, type ApplianceSpec,
+  ApplianceVersionIdSchema, CommuneError, ErrorCode, hashOf, SignedKind, verifySignedRequest, type ApplianceSpec,
 } from '@commune/protocol';
 
 /**
@@ -81,17 +81,16 @@ export interface CheckedPublication {
 }
 
 /**
- * Checks a signed publication: signed by its publisher (EBADSIGNATURE), not expired nor expiring
- * too far ahead (EEXPIRED), a semantic version (EINVAL), distinct function names (EINVAL) and,
- * all function and estimation sources together, at most maxWorkBytes (EWORKTOOBIG).
+ * Checks a signed publication (protocol verifySignedRequest, kind appliance): not expired nor
+ * expiring too far ahead (EEXPIRED), signed by its publisher (EBADSIGNATURE), a semantic version
+ * (EINVAL), distinct function names (EINVAL) and, all function and estimation sources together,
+ * at most maxWorkBytes (EWORKTOOBIG). No nonce: a version is published once (checkNewVersion).
  */
-export function checkPublication(spec: ApplianceSpec, signature: string, now: number, limits: PublicationLimits): CheckedPublication {
-  if (recoverSigner(spec, signature) !== spec.publisher) {
-    throw new CommuneError(ErrorCode.EBADSIGNATURE, `the publication was not signed by its publisher ${spec.publisher}`);
-  }
-  if (spec.expiresAt < now || spec.expiresAt - now > limits.maxSignatureLifetimeMs) {
-    throw new CommuneError(ErrorCode.EEXPIRED, 'the signed publication is expired or its expiry is too far ahead');
-  }
+export async function checkPublication(spec: ApplianceSpec, signature: string, now: number, limits: PublicationLimits): Promise<CheckedPublication> {
+  await verifySignedRequest(
+    { kind: SignedKind.appliance, payload: spec, signature, signer: spec.publisher, expiresAt: spec.expiresAt },
+    { now, maxLifetimeMs: limits.maxSignatureLifetimeMs },
+  );
   checkVersion(spec.version);
   const seen = new Set<string>();
   for (const fn of spec.functions) {

@@ -1,4 +1,6 @@
-import { CommuneError, ErrorCode, OwnerRequestHeaders, OwnerRequestSchema, recoverSigner, type OwnerRequest } from '@commune/protocol';
+import {
+  CommuneError, ErrorCode, OwnerRequestHeaders, OwnerRequestSchema, SignedKind, type OwnerRequest, type SignedRequestCheck,
+} from '@commune/protocol';
 
 /** Header lookup as Express gives it: lower-case names, a string or a list. */
 export type RequestHeaders = Record<string, string | string[] | undefined>;
@@ -9,11 +11,12 @@ function header(headers: RequestHeaders, name: string): string | undefined {
 }
 
 /**
- * Checks an owner-signed REST request (protocol OwnerRequestSchema): the signature over
- * {method, path, owner, nonce, expiresAt} must be the claimed owner's, and the expiry within
- * `maxLifetimeMs` of `now`. Pure: the caller checks the nonce has not been used.
+ * Reads an owner-signed REST request (protocol OwnerRequestSchema) from its method, path and
+ * headers, as the check protocol verifySignedRequest takes (kind owner-request, signed by the
+ * claimed owner, single-use nonce). Pure: EPERM without a signature, EINVAL for malformed
+ * headers; the signature itself is checked by the caller.
  */
-export function verifyOwnerRequest(method: string, path: string, headers: RequestHeaders, now: number, maxLifetimeMs: number): OwnerRequest {
+export function ownerRequestCheck(method: string, path: string, headers: RequestHeaders): SignedRequestCheck & { payload: OwnerRequest } {
   const signature = header(headers, OwnerRequestHeaders.signature);
   if (!signature) {
     throw new CommuneError(
@@ -30,11 +33,5 @@ export function verifyOwnerRequest(method: string, path: string, headers: Reques
   });
   if (!parsed.success) throw new CommuneError(ErrorCode.EINVAL, `bad signed request headers: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
   const request = parsed.data;
-  if (request.expiresAt < now || request.expiresAt - now > maxLifetimeMs) {
-    throw new CommuneError(ErrorCode.EEXPIRED, 'the signed request is expired or its expiry is too far ahead');
-  }
-  if (recoverSigner(request, signature) !== request.owner) {
-    throw new CommuneError(ErrorCode.EBADSIGNATURE, `the request signature was not made by ${request.owner}`);
-  }
-  return request;
+  return { kind: SignedKind.ownerRequest, payload: request, signature, signer: request.owner, expiresAt: request.expiresAt, nonce: request.nonce };
 }
