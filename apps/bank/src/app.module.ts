@@ -1,9 +1,10 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
+import { ErrorCode } from '@commune/protocol';
+import { ServiceExceptionFilter } from '@commune/service';
 import { BANK_ENV, type BankEnv } from './config/env.js';
 import { DatabaseModule } from './database/database.module.js';
 import { ObservabilityModule } from './health/observability.module.js';
-import { BankExceptionFilter } from './http/error-replies.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { RedisModule } from './redis/redis.module.js';
 import { BridgeModule } from './bridge/bridge.module.js';
@@ -15,7 +16,7 @@ export class AppModule {
     return {
       module: AppModule,
       global: true,
-      providers: [{ provide: BANK_ENV, useValue: env }, { provide: APP_FILTER, useClass: BankExceptionFilter }],
+      providers: [{ provide: BANK_ENV, useValue: env }, { provide: APP_FILTER, useValue: new ServiceExceptionFilter(ErrorCode.EBANK) }],
       exports: [BANK_ENV],
       imports: [
         ObservabilityModule,

@@ -24,8 +24,13 @@ export async function startBank(overrides: Partial<Record<keyof BankEnv, string>
   const source = { ...process.env, ...overrides };
   const env = loadBankEnv(source);
   const logger = new PinoLogger('bank', env.LOG_LEVEL);
-  if (env.BANK_SERVICE_TOKEN === DEV_SERVICE_TOKEN) {
-    logger.warn('BANK_SERVICE_TOKEN is not set: service endpoints accept the development token; set it in production', 'Bank');
+  if (env.BANK_DEV_MODE) {
+    logger.warn(
+      env.BANK_SERVICE_TOKEN === DEV_SERVICE_TOKEN
+        ? `BANK_DEV_MODE=1 and no BANK_SERVICE_TOKEN: holds and payments answer the PUBLIC development token "${DEV_SERVICE_TOKEN}"; anyone who reaches this bank can move held money. Never run a bank so where others can reach it.`
+        : 'BANK_DEV_MODE=1: a development bank (it would also start without BANK_SERVICE_TOKEN). Never run a bank so in production.',
+      'Bank',
+    );
   }
   await applyMigrations({ databaseUrl: env.DATABASE_URL, schema: env.DATABASE_SCHEMA, migrationsDir, log: (line) => logger.log(line, 'Migrations') });
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forEnv(env, source), { logger, abortOnError: false, bodyParser: false });

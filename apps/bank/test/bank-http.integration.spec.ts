@@ -1,5 +1,5 @@
 import { Wallet } from 'ethers';
-import { ErrorCode, signPayload, type Account, type HistoryPage, type Hold, type PostPaymentsReply, type TransferReceipt } from '@commune/protocol';
+import { ErrorCode, SignedKind, signRequest, type Account, type HistoryPage, type Hold, type PostPaymentsReply, type TransferReceipt } from '@commune/protocol';
 import { waitFor } from '../../../test/support/services.js';
 import { bankClient, randomAddress, SERVICE_TOKEN, signedTransfer, startTestBank, uniqueKey, type TestBank } from './ledger-support.js';
 
@@ -88,30 +88,44 @@ describe('bank HTTP API (real Postgres and Redis)', () => {
       expect(await balanceOf(payer.address)).toBe('999');
     });
 
-    it('refuses a transfer not signed by `from` with EBADSIGNATURE (403)', async () => {
+    it('refuses a transfer not signed by `from` with EBADSIGNATURE (401)', async () => {
       const payer = await funded(1000n);
       const thief = Wallet.createRandom() as unknown as Wallet;
       const forged = await signedTransfer(payer, { to: thief.address, amount: '1000' }, thief);
       const reply = await anonymous.post<ErrorBody>('/transfers', forged);
-      expect(reply.status).toBe(403);
+      expect(reply.status).toBe(401);
       expect(reply.body.code).toBe(ErrorCode.EBADSIGNATURE);
       const tampered = await signedTransfer(payer, { to: thief.address, amount: '1' });
       tampered.transfer.amount = '1000';
       expect((await anonymous.post<ErrorBody>('/transfers', tampered)).body.code).toBe(ErrorCode.EBADSIGNATURE);
+      // Signed by the payer, but as another kind of request (a withdrawal): not a transfer.
+      const otherKind = await signedTransfer(payer, { to: thief.address, amount: '1' });
+      otherKind.signature = await signRequest(payer, SignedKind.withdrawal, otherKind.transfer);
+      expect((await anonymous.post<ErrorBody>('/transfers', otherKind)).body.code).toBe(ErrorCode.EBADSIGNATURE);
       expect(await balanceOf(payer.address)).toBe('1000');
+    });
+
+    it('verifies the transfer exactly as sent: a field the signature does not cover is refused, whatever it is', async () => {
+      const payer = await funded(10n);
+      const signed = await signedTransfer(payer, { to: randomAddress(), amount: '1' });
+      const extra = await anonymous.post<ErrorBody>('/transfers', { ...signed, transfer: { ...signed.transfer, note: 'unsigned' } });
+      expect(extra).toMatchObject({ status: 400, body: { code: ErrorCode.EINVAL } });
+      const outside = await anonymous.post<ErrorBody>('/transfers', { ...signed, raw: signed.transfer });
+      expect(outside).toMatchObject({ status: 400, body: { code: ErrorCode.EINVAL } });
+      expect(await balanceOf(payer.address)).toBe('10');
     });
 
     it('accepts a signature over the body as sent (lowercase addresses)', async () => {
       const payer = await funded(10n);
       const transfer = { from: payer.address.toLowerCase(), to: randomAddress().toLowerCase(), amount: '3', idempotencyKey: uniqueKey('t'), expiresAt: Date.now() + 60_000 };
-      const reply = await anonymous.post<TransferReceipt>('/transfers', { transfer, signature: await signPayload(payer, transfer) });
+      const reply = await anonymous.post<TransferReceipt>('/transfers', { transfer, signature: await signRequest(payer, SignedKind.transfer, transfer) });
       expect(reply.status).toBe(201);
     });
 
-    it('refuses expired transfers and expiries too far ahead with EEXPIRED (400)', async () => {
+    it('refuses expired transfers and expiries too far ahead with EEXPIRED (401)', async () => {
       const payer = await funded(10n);
       const expired = await anonymous.post<ErrorBody>('/transfers', await signedTransfer(payer, { to: randomAddress(), amount: '1', expiresAt: Date.now() - 1 }));
-      expect(expired.status).toBe(400);
+      expect(expired.status).toBe(401);
       expect(expired.body.code).toBe(ErrorCode.EEXPIRED);
       const tooFar = await anonymous.post<ErrorBody>('/transfers', await signedTransfer(payer, { to: randomAddress(), amount: '1', expiresAt: Date.now() + 3600_000 }));
       expect(tooFar.body.code).toBe(ErrorCode.EEXPIRED);
@@ -126,6 +140,28 @@ describe('bank HTTP API (real Postgres and Redis)', () => {
       expect(reply.body.code).toBe(ErrorCode.ENOFUNDS);
       expect(await balanceOf(payer.address)).toBe('5');
       expect(await balanceOf(payee)).toBe('0');
+    });
+
+    it('commits concurrent transfers together, refusing only what the balance cannot cover; a resend gets its first outcome', async () => {
+      const payer = await funded(25n);
+      const payees = Array.from({ length: 40 }, randomAddress);
+      const signed = await Promise.all(payees.map((to) => signedTransfer(payer, { to, amount: '1' })));
+      // Every transfer once, and the first ten twice, all at once.
+      const replies = await Promise.all([...signed, ...signed.slice(0, 10)].map((body) => anonymous.post<TransferReceipt | ErrorBody>('/transfers', body)));
+      const created = replies.filter((reply) => reply.status === 201);
+      expect(created).toHaveLength(25);
+      expect(replies.filter((reply) => reply.status !== 201 && reply.status !== 200).every((reply) => (reply.body as ErrorBody).code === ErrorCode.ENOFUNDS)).toBe(true);
+      for (let i = 0; i < 10; i++) {
+        const [first, again] = [replies[i]!, replies[40 + i]!];
+        // Whichever of the two came first made the outcome; the other got the same receipt (or the same refusal).
+        if ([first.status, again.status].includes(201)) expect([first.status, again.status].sort()).toEqual([200, 201]);
+        if (first.status < 300 && again.status < 300) expect(again.body).toEqual(first.body);
+      }
+      expect(await balanceOf(payer.address)).toBe('0');
+      const received = await Promise.all(payees.map(balanceOf));
+      expect(received.filter((balance) => balance === '1')).toHaveLength(25);
+      const audit = await bank.ledger.audit();
+      expect(audit).toMatchObject({ unbalancedTransfers: [], driftedAccounts: [], negativeAccounts: [] });
     });
 
     it('carries 78-digit amounts exactly', async () => {

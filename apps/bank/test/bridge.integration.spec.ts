@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { Wallet, parseUnits, type ContractTransactionResponse, type JsonRpcProvider, type TransactionReceipt } from 'ethers';
 import pg from 'pg';
 import { attachContracts, connectProvider, deployContracts, startLocalChain, writeBridgeConfig, type BridgeContracts, type LocalChain } from '@commune/chain';
-import { signPayload, type Account, type HistoryPage, type Withdrawal, type WithdrawalRequest } from '@commune/protocol';
+import { SignedKind, signRequest, type Account, type HistoryPage, type Withdrawal, type WithdrawalRequest } from '@commune/protocol';
 import { startBank, type BankApp } from '../src/bank-app.js';
+import { SERVICE_TOKEN } from './ledger-support.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
 
 const dcc = (whole: number | string) => parseUnits(String(whole), 18);
@@ -18,7 +19,7 @@ const TEST_TIMEOUT_MS = 30_000;
 
 /** The bank with its bridge, as main.ts starts it (AppModule imports BridgeModule). */
 async function startBankWithBridge(env: Record<string, string>): Promise<BankApp> {
-  return startBank(env);
+  return startBank({ BANK_SERVICE_TOKEN: SERVICE_TOKEN, ...env });
 }
 
 /**
@@ -145,7 +146,7 @@ describe('Ethereum bridge (ganache, real Postgres and Redis)', () => {
       expiresAt: Date.now() + 60_000,
       ...overrides,
     };
-    return { withdrawal, signature: await signPayload(wallet, withdrawal) };
+    return { withdrawal, signature: await signRequest(wallet, SignedKind.withdrawal, withdrawal) };
   }
 
   async function post(body: unknown): Promise<{ status: number; body: Withdrawal & { code?: string; message?: string } }> {
@@ -260,6 +261,10 @@ describe('Ethereum bridge (ganache, real Postgres and Redis)', () => {
     const forged = await signedWithdrawal(payer);
     forged.signature = (await signedWithdrawal(Wallet.createRandom(), forged.withdrawal)).signature;
     expect((await post(forged)).body.code).toBe('EBADSIGNATURE');
+    // A transfer signature over the same fields is not a withdrawal's.
+    const asTransfer = await signedWithdrawal(payer);
+    asTransfer.signature = await signRequest(payer, SignedKind.transfer, asTransfer.withdrawal);
+    expect(await post(asTransfer)).toMatchObject({ status: 401, body: { code: 'EBADSIGNATURE' } });
     expect((await post(await signedWithdrawal(payer, { expiresAt: Date.now() - 1 }))).body.code).toBe('EEXPIRED');
     const tooMuch = await post(await signedWithdrawal(payer, { amount: dcc(3).toString(), idempotencyKey: 'withdraw-too-much' }));
     expect(tooMuch).toMatchObject({ status: 402, body: { code: 'ENOFUNDS' } });

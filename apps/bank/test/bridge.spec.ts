@@ -2,13 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Wallet } from 'ethers';
-import { ErrorCode, signPayload, type WithdrawalRequest } from '@commune/protocol';
+import { ZodError } from 'zod';
+import { ErrorCode, SignedKind, signRequest, type WithdrawalRequest } from '@commune/protocol';
 import { loadBridgeSettings } from '../src/bridge/bridge-env.js';
 import { depositCursorName, depositKey, nextScanRange } from '../src/bridge/domain/deposits.js';
+import { SignedWithdrawalPayloadSchema } from '../src/bridge/withdrawals.service.js';
+import { verifiedSignedBody } from '../src/http/signed-body.js';
 import {
-  assertFresh,
   assertSameRequest,
-  assertSignedByPayer,
   decideWithdrawalStep,
   newWithdrawalId,
   requestHashOf,
@@ -147,18 +148,39 @@ describe('withdrawal requests', () => {
     ...overrides,
   });
 
-  it('accepts the payer signature and refuses anyone else', async () => {
+  const verify = (body: unknown, at = now) => verifiedSignedBody(SignedKind.withdrawal, 'withdrawal', SignedWithdrawalPayloadSchema, body, 600_000, at);
+
+  it('accepts the payer signature of kind withdrawal and refuses anyone else, and any other kind', async () => {
     const body = request();
-    assertSignedByPayer(body, await signPayload(payer, body));
-    const forged = await signPayload(Wallet.createRandom(), body);
-    expect(() => assertSignedByPayer(body, forged)).toThrow(expect.objectContaining({ code: ErrorCode.EBADSIGNATURE }));
-    expect(() => assertSignedByPayer(body, '0x1234')).toThrow(expect.objectContaining({ code: ErrorCode.EBADSIGNATURE }));
+    await expect(verify({ withdrawal: body, signature: await signRequest(payer, SignedKind.withdrawal, body) })).resolves.toMatchObject({ payload: body });
+    const forged = await signRequest(Wallet.createRandom(), SignedKind.withdrawal, body);
+    await expect(verify({ withdrawal: body, signature: forged })).rejects.toMatchObject({ code: ErrorCode.EBADSIGNATURE });
+    await expect(verify({ withdrawal: body, signature: '0x1234' })).rejects.toMatchObject({ code: ErrorCode.EBADSIGNATURE });
+    // The same fields signed as a transfer: one signature is never both.
+    await expect(verify({ withdrawal: body, signature: await signRequest(payer, SignedKind.transfer, body) })).rejects.toMatchObject({ code: ErrorCode.EBADSIGNATURE });
   });
 
-  it('refuses an expired request and one whose expiry lies too far ahead', () => {
-    expect(() => assertFresh(request({ expiresAt: now }), now, 600_000)).toThrow(expect.objectContaining({ code: ErrorCode.EEXPIRED }));
-    expect(() => assertFresh(request({ expiresAt: now + 600_001 }), now, 600_000)).toThrow(expect.objectContaining({ code: ErrorCode.EEXPIRED }));
-    expect(() => assertFresh(request(), now, 600_000)).not.toThrow();
+  it('verifies over the request as sent (lowercase addresses), and refuses fields the schema does not know', async () => {
+    const sent = { ...request(), from: payer.address.toLowerCase() };
+    const signature = await signRequest(payer, SignedKind.withdrawal, sent);
+    await expect(verify({ withdrawal: sent, signature })).resolves.toMatchObject({ payload: { from: payer.address } });
+    // Signed over the checksummed form but sent lowercase: not what was signed.
+    const checksummed = await signRequest(payer, SignedKind.withdrawal, { ...sent, from: payer.address });
+    await expect(verify({ withdrawal: sent, signature: checksummed })).rejects.toMatchObject({ code: ErrorCode.EBADSIGNATURE });
+    const extra = { ...request(), memo: 'not in the schema' };
+    // Schema errors leave as EINVAL (400) through the exception filter.
+    await expect(verify({ withdrawal: extra, signature: await signRequest(payer, SignedKind.withdrawal, extra) })).rejects.toBeInstanceOf(ZodError);
+    await expect(verify({ withdrawal: sent, signature, raw: sent })).rejects.toBeInstanceOf(ZodError);
+  });
+
+  it('refuses an expired request and one whose expiry lies too far ahead (EEXPIRED), and bodies too deep (ETOODEEP)', async () => {
+    for (const expiresAt of [now, now + 600_001]) {
+      const body = request({ expiresAt });
+      await expect(verify({ withdrawal: body, signature: await signRequest(payer, SignedKind.withdrawal, body) })).rejects.toMatchObject({ code: ErrorCode.EEXPIRED });
+    }
+    let deep: unknown = 0;
+    for (let i = 0; i < 10_000; i++) deep = [deep];
+    await expect(verify({ withdrawal: deep, signature: '0x00' })).rejects.toMatchObject({ code: ErrorCode.ETOODEEP });
   });
 
   it('refuses another request under a used idempotency key (EREPLAY) and accepts the same one', () => {

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { Wallet } from 'ethers';
-import { signPayload, type SignedTransfer, type Transfer } from '@commune/protocol';
+import { SignedKind, signRequest, type SignedTransfer, type Transfer } from '@commune/protocol';
 import { startBank, type BankApp } from '../src/bank-app.js';
 import { PrismaService } from '../src/database/prisma.service.js';
 import { LedgerService } from '../src/ledger/ledger.service.js';
 import { dropIsolated, isolatedEnvironment } from '../../../test/support/services.js';
 
-export const SERVICE_TOKEN = 'test-service-token-0123456789';
+/** A test token (the bank needs at least 32 characters). */
+export const SERVICE_TOKEN = 'test-service-token-0123456789abcdef';
 
 /** A bank on its own Postgres schema and Redis prefix (dropped by `stop`). */
 export interface TestBank {
@@ -46,10 +47,10 @@ export function uniqueKey(prefix = 'k'): string {
   return `${prefix}-${randomBytes(8).toString('hex')}`;
 }
 
-/** A transfer signed the way the SDK signs it (canonical JSON, EIP-191). */
+/** A transfer signed the way the SDK signs it (signRequest of kind transfer). */
 export async function signedTransfer(wallet: Wallet, fields: Partial<Transfer> & Pick<Transfer, 'to' | 'amount'>, signer: Wallet = wallet): Promise<SignedTransfer> {
   const transfer: Transfer = { from: wallet.address, idempotencyKey: uniqueKey('t'), expiresAt: Date.now() + 60_000, ...fields };
-  return { transfer, signature: await signPayload(signer, transfer) };
+  return { transfer, signature: await signRequest(signer, SignedKind.transfer, transfer) };
 }
 
 export interface HttpReply<T = unknown> {

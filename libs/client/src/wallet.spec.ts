@@ -1,7 +1,7 @@
 import { jest } from '@jest/globals';
 import BigNumber from 'bignumber.js';
 import { Wallet } from 'ethers';
-import { ErrorCode, SignedTransferSchema, verifyPayload, type SignedTransfer } from '@commune/protocol';
+import { ErrorCode, recoverRequestSigner, SignedKind, SignedTransferSchema, type SignedTransfer } from '@commune/protocol';
 import { init } from './init.js';
 import { testWallet } from './test-support.js';
 import { createWallet } from './wallet.js';
@@ -79,7 +79,10 @@ describe('wallet.transfer', () => {
     });
     expect(signed.transfer.expiresAt).toBeGreaterThan(before);
     expect(signed.transfer.expiresAt - before).toBeLessThanOrEqual(10 * 60_000);
-    expect(verifyPayload(signed.transfer, signed.signature, testWallet.address)).toBe(true);
+    // Signed as a transfer (over the body as sent), and so never valid as a withdrawal.
+    const sentTransfer = (sent[0]!.body as SignedTransfer).transfer;
+    expect(recoverRequestSigner(SignedKind.transfer, sentTransfer, signed.signature)).toBe(testWallet.address);
+    expect(recoverRequestSigner(SignedKind.withdrawal, sentTransfer, signed.signature)).not.toBe(testWallet.address);
   });
 
   it('takes numbers, bigints and BigNumbers, another payer (options.from) and an idempotency key', async () => {
@@ -90,7 +93,7 @@ describe('wallet.transfer', () => {
     const transfers = sent.map((request) => SignedTransferSchema.parse(request.body));
     expect(transfers.map((signed) => signed.transfer.amount)).toEqual(['2000000000000000000', '1', '1500000000000000000']);
     expect(transfers[2]!.transfer).toMatchObject({ from: other.address, to: testWallet.address, idempotencyKey: 'refund:job-1' });
-    expect(verifyPayload(transfers[2]!.transfer, transfers[2]!.signature, other.address)).toBe(true);
+    expect(recoverRequestSigner(SignedKind.transfer, (sent[2]!.body as SignedTransfer).transfer, transfers[2]!.signature)).toBe(other.address);
   });
 
   it('refuses a zero, negative or over-precise amount, a bad address or key (EINVAL) without asking the bank', async () => {

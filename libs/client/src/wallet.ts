@@ -4,7 +4,8 @@ import {
   ErrorCode,
   IdempotencyKeySchema,
   newId,
-  signPayload,
+  SignedKind,
+  signRequest,
   TransferSchema,
   type LedgerEntry,
 } from '@commune/protocol';
@@ -35,7 +36,8 @@ export interface CommuneWallet {
   balance(address?: string): Promise<string>;
   /**
    * Moves `amount` DCC from the payment account (or `options.from`, a wallet) to `to`: a
-   * transfer signed by the payer (protocol TransferSchema) and posted to the bank. Rejects
+   * transfer (protocol TransferSchema) signed by the payer as a SignedKind.transfer request and
+   * posted to the bank. Rejects
    * ENOFUNDS when the payer's available balance does not cover it, EINVAL for a bad address or
    * amount. Retried with the same idempotency key (so at most once) when the bank cannot be
    * reached; pass your own `idempotencyKey` to retry safely across calls.
@@ -136,7 +138,8 @@ export function createWallet(options: WalletOptions): CommuneWallet {
       });
       if (!parsed.success) throw new CommuneError(ErrorCode.EINVAL, `wallet.transfer: ${parsed.error.message}`);
       const transfer = parsed.data;
-      const receipt = await bank.transfer({ transfer, signature: await signPayload(payer, transfer) });
+      // Signed as a transfer (the kind is in the signed text): the bank never takes it as a withdrawal.
+      const receipt = await bank.transfer({ transfer, signature: await signRequest(payer, SignedKind.transfer, transfer) });
       return { ...receipt, amount: unitsToDcc(receipt.amount) };
     },
 

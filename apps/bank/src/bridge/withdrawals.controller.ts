@@ -39,17 +39,20 @@ export class WithdrawalsController {
   @ApiOperation({
     summary: 'Withdraw DCC from the ledger to an Ethereum address',
     description:
-      'Signed by `from` (EIP-191 over the canonical JSON of `withdrawal`); `idempotencyKey` is the nonce: the same signed request ' +
+      'Signed by `from` with `signRequest(wallet, SignedKind.withdrawal, withdrawal)` (@commune/protocol: EIP-191 over the signed-request ' +
+      'text of kind `withdrawal` and the canonical JSON of `withdrawal` exactly as sent; a transfer signature is never valid here); ' +
+      'unknown fields are refused. `idempotencyKey` is the nonce: the same signed request ' +
       'again answers with the first withdrawal, another request under the key is EREPLAY. The amount is held at once; the vault pays ' +
       '`to` in ERC-20 tokens; after BRIDGE_CONFIRMATIONS blocks the withdrawal is `confirmed` (hold burnt). A withdrawal the chain ' +
       'cannot pay becomes `failed` and the hold goes back to `from`.',
   })
   @ApiBody({ schema: openApiSchema(SignedWithdrawalSchema) })
   @ApiResponse({ status: 202, description: 'accepted (or a retry): the withdrawal, usually `pending`', schema: openApiSchema(WithdrawalSchema) })
-  @ApiResponse({ status: 400, description: 'EINVAL, EEXPIRED', schema: errorSchema })
+  @ApiResponse({ status: 400, description: 'EINVAL, ETOODEEP', schema: errorSchema })
+  @ApiResponse({ status: 401, description: 'EBADSIGNATURE, EEXPIRED', schema: errorSchema })
   @ApiResponse({ status: 402, description: 'ENOFUNDS', schema: errorSchema })
-  @ApiResponse({ status: 403, description: 'EBADSIGNATURE', schema: errorSchema })
-  @ApiResponse({ status: 409, description: 'EREPLAY; ECHAIN when the bridge is not configured', schema: errorSchema })
+  @ApiResponse({ status: 409, description: 'EREPLAY', schema: errorSchema })
+  @ApiResponse({ status: 503, description: 'ECHAIN: the bridge is not configured', schema: errorSchema })
   request(@Body() body: unknown): Promise<Withdrawal> {
     return this.withdrawals.request(body);
   }

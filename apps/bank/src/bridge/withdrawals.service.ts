@@ -1,16 +1,15 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { ZeroAddress } from 'ethers';
-import { CommuneError, ErrorCode, isCommuneError, SignedWithdrawalSchema, type Withdrawal } from '@commune/protocol';
+import { CommuneError, ErrorCode, isCommuneError, SignedKind, WithdrawalRequestSchema, type Withdrawal } from '@commune/protocol';
 import { BANK_ENV, type BankEnv } from '../config/env.js';
+import { verifiedSignedBody } from '../http/signed-body.js';
 import { BridgeChain } from './bridge-chain.js';
 import { BridgeMetrics } from './bridge-metrics.js';
 import { BridgeQueue } from './bridge.queue.js';
 import { BridgeRepository } from './bridge.repository.js';
 import { BRIDGE_LEDGER, type BridgeLedger } from './domain/bridge-ledger.js';
 import {
-  assertFresh,
   assertSameRequest,
-  assertSignedByPayer,
   newWithdrawalId,
   requestHashOf,
   toWithdrawalReply,
@@ -19,6 +18,9 @@ import {
   withdrawalReference,
   WithdrawalIdPattern,
 } from './domain/withdrawal.js';
+
+/** The withdrawal a payer signs (SignedKind.withdrawal), exactly: unknown fields are refused. */
+export const SignedWithdrawalPayloadSchema = WithdrawalRequestSchema.strict();
 
 /** The longest hold the ledger's reserve() accepts. */
 export const maxHoldLifetimeMs = (env: BankEnv): number => Math.max(env.MAX_HOLD_LIFETIME_MS, env.HOLD_DEFAULT_TTL_MS);
@@ -42,9 +44,13 @@ export class WithdrawalsService {
     private readonly metrics: BridgeMetrics,
   ) {}
 
+  /**
+   * POST /withdrawals, the body as it came: bounded, parsed strictly, signed by `from` as a
+   * SignedKind.withdrawal request over the withdrawal exactly as sent, not expired (at most
+   * MAX_TRANSFER_LIFETIME_MS ahead); see verifiedSignedBody.
+   */
   async request(body: unknown, now = Date.now()): Promise<Withdrawal> {
-    const { withdrawal: request, signature } = SignedWithdrawalSchema.parse(body);
-    assertSignedByPayer(request, signature, (body as { withdrawal?: unknown }).withdrawal);
+    const { payload: request, signature } = await verifiedSignedBody(SignedKind.withdrawal, 'withdrawal', SignedWithdrawalPayloadSchema, body, this.env.MAX_TRANSFER_LIFETIME_MS, now);
     const requestHash = requestHashOf(request);
     const existing = await this.repository.withdrawalByKey(request.from, request.idempotencyKey);
     if (existing) {
@@ -52,7 +58,6 @@ export class WithdrawalsService {
       return toWithdrawalReply(existing);
     }
     if (!this.chain.enabled) throw new CommuneError(ErrorCode.ECHAIN, 'the Ethereum bridge is not configured on this bank');
-    assertFresh(request, now, this.env.MAX_TRANSFER_LIFETIME_MS);
     if (BigInt(request.amount) === 0n) throw new CommuneError(ErrorCode.EINVAL, 'a withdrawal moves a positive amount');
     if (request.to === ZeroAddress) throw new CommuneError(ErrorCode.EINVAL, 'tokens cannot be withdrawn to the zero address');
     const stored = await this.repository.insertWithdrawal({ withdrawalId: newWithdrawalId(), ...request, requestHash, signature, createdAt: new Date(now) });

@@ -2,8 +2,13 @@ import { getAddress } from 'ethers';
 import { z } from 'zod';
 import { AddressSchema, Limits } from '@commune/protocol';
 
-/** Used when BANK_SERVICE_TOKEN is not set; the bank logs a warning at boot (never run it so in production). */
-export const DEV_SERVICE_TOKEN = 'dev-service-token';
+/**
+ * The public development token: taken only with BANK_DEV_MODE=1 and no BANK_SERVICE_TOKEN (the
+ * bank then logs a warning at every boot); refused as a token outside dev mode.
+ */
+export const DEV_SERVICE_TOKEN = 'commune-dev-service-token-public-insecure';
+/** The shortest service token the bank takes (e.g. `openssl rand -hex 32` gives 64 characters). */
+export const MIN_SERVICE_TOKEN_CHARS = 32;
 /** Where operator fees go when BANK_FEE_ACCOUNT is not set (a fixed dev address nobody holds a key for). */
 export const DEV_FEE_ACCOUNT = getAddress('0x0000000000000000000000000000000000000fee');
 
@@ -21,11 +26,14 @@ export const BankEnvSchema = z.object({
   REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
   /** Prefix of every Redis key and BullMQ queue, so test suites and deployments can share a Redis. */
   REDIS_PREFIX: z.string().regex(/^[a-zA-Z0-9_:-]+$/).default('commune'),
-  HOST: z.string().default('0.0.0.0'),
+  /** Interface the HTTP server binds: loopback unless told otherwise (the image sets 0.0.0.0). */
+  HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Bearer token of the service endpoints (holds, payments), shared with the scheduler and portal. */
-  BANK_SERVICE_TOKEN: z.string().min(8).default(DEV_SERVICE_TOKEN),
+  /** Bearer token of the service endpoints (holds, payments), shared with the scheduler: required, at least MIN_SERVICE_TOKEN_CHARS. */
+  BANK_SERVICE_TOKEN: z.string().optional(),
+  /** 1: a development bank; BANK_SERVICE_TOKEN may be left unset and is then DEV_SERVICE_TOKEN (public). */
+  BANK_DEV_MODE: z.enum(['0', '1', 'true', 'false', '']).default('0').transform((value) => value === '1' || value === 'true'),
   /** The account that receives operator fees (feePerPayment of every payment). */
   BANK_FEE_ACCOUNT: AddressSchema.default(DEV_FEE_ACCOUNT),
   /** Lifetime of holds created without an expiry (the bridge's withdrawal reserves). */
@@ -38,6 +46,10 @@ export const BankEnvSchema = z.object({
   MAX_EXPIRED_HOLDS_PER_SWEEP: positiveInt().default(1_000),
   /** The furthest a signed transfer's expiresAt may lie in the future. -> EEXPIRED */
   MAX_TRANSFER_LIFETIME_MS: positiveInt().default(Limits.maxSignatureLifetimeMs),
+  /** Signed or in-process transfers committed together in one ledger transaction (group commit), at most. */
+  MAX_TRANSFERS_PER_BATCH: positiveInt().max(5_000).default(256),
+  /** Transfer batches (transactions) in flight at once; what arrives meanwhile waits for the next batch. */
+  TRANSFER_BATCHES_IN_FLIGHT: positiveInt().max(64).default(4),
   /** Attempts of one ledger transaction that hits a serialization failure or a deadlock. */
   MAX_TRANSACTION_ATTEMPTS: positiveInt().max(50).default(10),
   /** Entries per page of GET /accounts/:address/history (the default page is smaller). */
@@ -49,7 +61,7 @@ export const BankEnvSchema = z.object({
   /** Accounts whose id the bank remembers in memory (addresses never change their id). */
   ACCOUNT_CACHE_SIZE: positiveInt().default(100_000),
 });
-export type BankEnv = z.infer<typeof BankEnvSchema>;
+export type BankEnv = Omit<z.infer<typeof BankEnvSchema>, 'BANK_SERVICE_TOKEN'> & { BANK_SERVICE_TOKEN: string };
 
 export const BANK_ENV = Symbol('BANK_ENV');
 
@@ -59,5 +71,21 @@ export function loadBankEnv(source: NodeJS.ProcessEnv = process.env): BankEnv {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ');
     throw new Error(`invalid bank environment: ${problems}`);
   }
-  return parsed.data;
+  const env = parsed.data;
+  const token = env.BANK_SERVICE_TOKEN ?? '';
+  if (token === '' && env.BANK_DEV_MODE) return { ...env, BANK_SERVICE_TOKEN: DEV_SERVICE_TOKEN };
+  if (token === '') {
+    throw new Error(
+      `BANK_SERVICE_TOKEN is not set: the bank refuses to start without a service token (at least ${MIN_SERVICE_TOKEN_CHARS} characters, ` +
+        'e.g. `openssl rand -hex 32`), given to the scheduler as its BANK_SERVICE_TOKEN too. For a development bank nobody else can reach, ' +
+        'BANK_DEV_MODE=1 runs it with the public development token instead.',
+    );
+  }
+  if (token.length < MIN_SERVICE_TOKEN_CHARS) {
+    throw new Error(`BANK_SERVICE_TOKEN is ${token.length} characters: the bank needs at least ${MIN_SERVICE_TOKEN_CHARS} (e.g. \`openssl rand -hex 32\`)`);
+  }
+  if (token === DEV_SERVICE_TOKEN && !env.BANK_DEV_MODE) {
+    throw new Error('BANK_SERVICE_TOKEN is the public development token: outside BANK_DEV_MODE=1 the bank needs a secret one (e.g. `openssl rand -hex 32`)');
+  }
+  return { ...env, BANK_SERVICE_TOKEN: token };
 }

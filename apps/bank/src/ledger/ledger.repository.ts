@@ -5,7 +5,7 @@ import { BANK_ENV, type BankEnv } from '../config/env.js';
 import { PrismaService } from '../database/prisma.service.js';
 import { Metrics } from '../health/metrics.js';
 import type { HoldStatus } from './domain/holds.js';
-import type { AccountKind, AccountState, EntryKind, Posting } from './domain/posting.js';
+import type { AccountKind, AccountState, EntryKind, PlannedEntry, Posting } from './domain/posting.js';
 import { formatUnits, toUnits, type Units } from './domain/units.js';
 
 /** A hold row as locked (remaining lives in the escrow account, locked separately). */
@@ -47,6 +47,24 @@ export interface StoredEntry {
 }
 
 export type KeyClaim = { claimed: true } | { claimed: false; requestHash: string; response: unknown };
+
+/** One idempotency key of a batch (several transfers claimed in one transaction). */
+export interface BatchKey {
+  scope: string;
+  key: string;
+  requestHash: string;
+}
+
+/** One transfer of a batch, planned against the locked balances, with the outcome its key keeps. */
+export interface BatchPosting {
+  transfer: TransferRecord;
+  entries: PlannedEntry[];
+  scope: string;
+  key: string;
+  outcome: unknown;
+}
+
+const keyOf = (scope: string, key: string): string => `${scope}\u0000${key}`;
 
 /** What a consistency check of the whole ledger finds (all zero / empty on a healthy ledger). */
 export interface LedgerAudit {
@@ -144,6 +162,93 @@ export class LedgerTransaction {
   async recordOutcome(scope: string, key: string, response: unknown): Promise<void> {
     await this.client.query('UPDATE idempotency_keys SET response = $3 WHERE scope = $1 AND key = $2', [scope, key, JSON.stringify(response)]);
     this.outcomeRecorded = true;
+  }
+
+  /**
+   * Claims many keys at once, in ascending (scope, key) order (so that two batches never wait on
+   * each other's keys crosswise). Returns, for each key that was claimed before (committed by an
+   * earlier transaction, or by a concurrent one this statement waited for), its request hash and
+   * outcome; every other key is now this transaction's. The keys must be distinct.
+   */
+  async claimKeys(keys: readonly BatchKey[]): Promise<Map<string, { requestHash: string; response: unknown }>> {
+    const sorted = [...keys].sort((a, b) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const inserted = await this.client.query<{ scope: string; key: string }>(
+      `INSERT INTO idempotency_keys (scope, key, request_hash)
+       SELECT k.scope, k.key, k.request_hash FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(scope, key, request_hash, n)
+       ORDER BY k.n
+       ON CONFLICT DO NOTHING
+       RETURNING scope, key`,
+      [sorted.map((k) => k.scope), sorted.map((k) => k.key), sorted.map((k) => k.requestHash)],
+    );
+    const claimed = new Set(inserted.rows.map((row) => keyOf(row.scope, row.key)));
+    const taken = sorted.filter((k) => !claimed.has(keyOf(k.scope, k.key)));
+    const existing = new Map<string, { requestHash: string; response: unknown }>();
+    if (taken.length === 0) return existing;
+    const rows = await this.client.query<{ scope: string; key: string; request_hash: string; response: unknown }>(
+      `SELECT i.scope, i.key, i.request_hash, i.response FROM idempotency_keys i
+       JOIN unnest($1::text[], $2::text[]) AS k(scope, key) ON i.scope = k.scope AND i.key = k.key`,
+      [taken.map((k) => k.scope), taken.map((k) => k.key)],
+    );
+    for (const row of rows.rows) existing.set(keyOf(row.scope, row.key), { requestHash: row.request_hash, response: row.response });
+    if (existing.size !== taken.length) throw Object.assign(new Error('idempotency keys vanished while claimed'), { code: '40001' });
+    return existing;
+  }
+
+  /** Gives back keys this transaction claimed for requests it then refused (a refusal leaves no key). */
+  async unclaimKeys(keys: ReadonlyArray<{ scope: string; key: string }>): Promise<void> {
+    if (keys.length === 0) return;
+    await this.client.query(
+      `DELETE FROM idempotency_keys i USING unnest($1::text[], $2::text[]) AS k(scope, key) WHERE i.scope = k.scope AND i.key = k.key`,
+      [keys.map((k) => k.scope), keys.map((k) => k.key)],
+    );
+  }
+
+  /**
+   * Writes many transfers in one statement: their rows, their entries (in order, so each
+   * account's entries follow the order its balance moved), every touched account's final
+   * balance, and each claimed key's outcome.
+   */
+  async postBatch(postings: readonly BatchPosting[], balances: ReadonlyMap<string, Units>): Promise<void> {
+    if (postings.length === 0) return;
+    const entries = postings.flatMap((posting) => posting.entries.map((entry) => ({ entry, transfer: posting.transfer })));
+    await this.client.query(
+      `WITH transfer AS (
+         INSERT INTO transfers (id, kind, memo, created_at)
+         SELECT t.id, t.kind, t.memo, t.created_at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS t(id, kind, memo, created_at)
+       ), entry AS (
+         INSERT INTO entries (transfer_id, account_id, amount, balance_after, kind, counterparty, memo, created_at)
+         SELECT e.transfer_id, e.account_id, e.amount, e.balance_after, e.kind, e.counterparty, e.memo, e.created_at
+         FROM unnest($5::text[], $6::bigint[], $7::numeric[], $8::numeric[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+           WITH ORDINALITY AS e(transfer_id, account_id, amount, balance_after, kind, counterparty, memo, created_at, n)
+         ORDER BY e.n
+       ), outcome AS (
+         UPDATE idempotency_keys AS i SET response = o.response
+         FROM unnest($15::text[], $16::text[], $17::json[]) AS o(scope, key, response)
+         WHERE i.scope = o.scope AND i.key = o.key
+       )
+       UPDATE accounts AS a SET balance = b.balance
+       FROM unnest($13::bigint[], $14::numeric[]) AS b(id, balance)
+       WHERE a.id = b.id`,
+      [
+        postings.map((p) => p.transfer.id),
+        postings.map((p) => p.transfer.kind),
+        postings.map((p) => p.transfer.memo),
+        postings.map((p) => p.transfer.createdAt),
+        entries.map((e) => e.transfer.id),
+        entries.map((e) => e.entry.accountId),
+        entries.map((e) => formatUnits(e.entry.amount)),
+        entries.map((e) => formatUnits(e.entry.balanceAfter)),
+        entries.map((e) => e.entry.kind),
+        entries.map((e) => e.entry.counterparty),
+        entries.map((e) => e.entry.memo),
+        entries.map((e) => e.transfer.createdAt),
+        [...balances.keys()],
+        [...balances.values()].map(formatUnits),
+        postings.map((p) => p.scope),
+        postings.map((p) => p.key),
+        postings.map((p) => JSON.stringify(p.outcome)),
+      ],
+    );
   }
 
   /** Locks accounts in ascending id order (the order every transaction uses). */

@@ -7,7 +7,8 @@ import {
   hashOf,
   IdempotencyKeySchema,
   isCommuneError,
-  recoverSigner,
+  SignedKind,
+  TransferSchema,
   UnitsSchema,
   type Account,
   type CreateHold,
@@ -17,7 +18,6 @@ import {
   type LedgerEntry,
   type PostPayments,
   type PostPaymentsReply,
-  type SignedTransfer,
   type TransferReceipt,
 } from '@commune/protocol';
 import { BANK_ENV, type BankEnv } from '../config/env.js';
@@ -26,7 +26,8 @@ import { assertHoldOpen, assertHoldUnresolved, checkHoldExpiry, escrowAddressOf,
 import { HoldIdPattern, newLedgerId } from './domain/ids.js';
 import { planPosting, simpleLegs, type AccountState, type Leg } from './domain/posting.js';
 import { formatUnits, toUnits, ZERO, type Units } from './domain/units.js';
-import { LedgerRepository, type HoldRow, type LedgerAudit, type LedgerTransaction, type TransferRecord } from './ledger.repository.js';
+import { verifiedSignedBody } from '../http/signed-body.js';
+import { LedgerRepository, type BatchPosting, type HoldRow, type LedgerAudit, type LedgerTransaction, type TransferRecord } from './ledger.repository.js';
 
 /** The account that mints and burns: deposits are bridge -> user, withdrawals user -> bridge. */
 export const BRIDGE_ACCOUNT = 'bridge';
@@ -54,6 +55,8 @@ export const BurnSchema = z.object({ idempotencyKey: IdempotencyKeySchema, holdI
 export type Burn = z.input<typeof BurnSchema>;
 export const ResolveHoldSchema = z.object({ idempotencyKey: IdempotencyKeySchema, holdId: z.string() });
 export type ResolveHold = z.input<typeof ResolveHoldSchema>;
+/** The transfer a payer signs (SignedKind.transfer), exactly: unknown fields are refused. */
+export const SignedTransferPayloadSchema = TransferSchema.strict();
 /** An unsigned transfer (the signature is checked by submitSignedTransfer before it gets here). */
 export const InternalTransferSchema = z.object({ idempotencyKey: IdempotencyKeySchema, from: AddressSchema, to: AddressSchema, amount: UnitsSchema, memo: MemoSchema.nullish() });
 export type InternalTransfer = z.input<typeof InternalTransferSchema>;
@@ -63,6 +66,24 @@ export interface Outcome<T> {
   value: T;
   created: boolean;
 }
+
+/** A transfer waiting for the next batch (group commit, see moveBetweenAccounts). */
+interface PendingTransfer {
+  from: string;
+  to: string;
+  fromId: string;
+  toId: string;
+  amount: Units;
+  memo: string | null;
+  scope: string;
+  key: string;
+  requestHash: string;
+  reuseCode: ErrorCode;
+  resolve(outcome: Outcome<TransferReceipt>): void;
+  reject(error: unknown): void;
+}
+
+type BatchResult = { outcome: Outcome<TransferReceipt> } | { error: CommuneError };
 
 /**
  * The ledger: double-entry transfers between accounts, holds (escrow) and payments out of them,
@@ -137,17 +158,19 @@ export class LedgerService implements OnApplicationBootstrap {
   // ---- transfers
 
   /**
-   * A signed transfer from POST /transfers: the signer must be `from`; the idempotency key is the
-   * nonce (the same signed transfer again gets the first receipt, another transfer under the same
-   * key is EREPLAY); expiresAt must lie ahead, at most MAX_TRANSFER_LIFETIME_MS.
+   * A signed transfer from POST /transfers, the body as it came: bounded, parsed strictly, and
+   * signed by `from` as a SignedKind.transfer request over the transfer exactly as sent (so it is
+   * never valid as a withdrawal, nor a withdrawal's signature as a transfer); expiresAt must lie
+   * ahead, at most MAX_TRANSFER_LIFETIME_MS. The idempotency key is the nonce: the same signed
+   * transfer again gets the first receipt, another transfer under the same key is EREPLAY.
    */
-  async submitSignedTransfer(signed: SignedTransfer, rawTransfer?: unknown): Promise<Outcome<TransferReceipt>> {
-    const { transfer, signature } = signed;
-    // The SDK signs what it sends (checksummed addresses); a signature over the raw body as sent is accepted too.
-    const signedByFrom = recoverSigner(transfer, signature) === transfer.from || (rawTransfer !== undefined && recoverSigner(rawTransfer, signature) === transfer.from);
-    if (!signedByFrom) {
-      this.metrics.refusals.inc({ code: ErrorCode.EBADSIGNATURE });
-      throw new CommuneError(ErrorCode.EBADSIGNATURE, 'the transfer was not signed by its `from` account');
+  async submitSignedTransfer(body: unknown): Promise<Outcome<TransferReceipt>> {
+    let transfer;
+    try {
+      ({ payload: transfer } = await verifiedSignedBody(SignedKind.transfer, 'transfer', SignedTransferPayloadSchema, body, this.env.MAX_TRANSFER_LIFETIME_MS));
+    } catch (error) {
+      if (isCommuneError(error)) this.metrics.refusals.inc({ code: error.code });
+      throw error;
     }
     return this.moveBetweenAccounts(
       { idempotencyKey: transfer.idempotencyKey, from: transfer.from, to: transfer.to, amount: transfer.amount, memo: transfer.memo },
@@ -161,6 +184,17 @@ export class LedgerService implements OnApplicationBootstrap {
     return this.moveBetweenAccounts(parsed, { scope: `transfer:${parsed.from}`, reuseCode: ErrorCode.EKEYREUSED, expiresAt: null });
   }
 
+  private readonly pendingTransfers: PendingTransfer[] = [];
+  private transferBatchesInFlight = 0;
+
+  /**
+   * Transfers are committed in groups: each waits in a queue, and up to TRANSFER_BATCHES_IN_FLIGHT
+   * transactions each take up to MAX_TRANSFERS_PER_BATCH of them (what arrived while the previous
+   * ones were busy, so a lone transfer commits at once). Within a batch every transfer is still
+   * all or nothing: its key is claimed, its accounts locked, and it is applied in arrival order
+   * to the running balances; one the balance does not cover is refused (ENOFUNDS) and leaves no
+   * key, the others commit together.
+   */
   private async moveBetweenAccounts(
     input: { idempotencyKey: string; from: string; to: string; amount: string; memo?: string | null },
     options: { scope: string; reuseCode: ErrorCode; expiresAt: number | null },
@@ -174,25 +208,116 @@ export class LedgerService implements OnApplicationBootstrap {
       { address: input.to, kind: 'user' },
     ]);
     const request = { from: input.from, to: input.to, amount: formatUnits(amount), memo, expiresAt: options.expiresAt };
-    return this.idempotent('transfer', options.scope, input.idempotencyKey, request, options.reuseCode, async (tx) => {
-      if (options.expiresAt !== null) this.checkSignedExpiry(options.expiresAt);
-      const accounts = await tx.lockAccounts([ids.get(input.from)!, ids.get(input.to)!]);
-      const from = accounts.get(ids.get(input.from)!)!;
-      const to = accounts.get(ids.get(input.to)!)!;
-      const transfer = newTransfer('transfer', memo);
-      const receipt: TransferReceipt = { transferId: transfer.id, from: input.from, to: input.to, amount: formatUnits(amount), createdAt: transfer.createdAt.toISOString() };
-      await tx.post(transfer, planPosting(accounts, simpleLegs(from, to, amount, 'transfer', memo)), receipt);
-      this.metrics.transfers.inc({ kind: 'transfer' });
-      return receipt;
+    return new Promise<Outcome<TransferReceipt>>((resolve, reject) => {
+      this.pendingTransfers.push({
+        from: input.from,
+        to: input.to,
+        fromId: ids.get(input.from)!,
+        toId: ids.get(input.to)!,
+        amount,
+        memo,
+        scope: options.scope,
+        key: input.idempotencyKey,
+        requestHash: hashOf({ operation: 'transfer', request }),
+        reuseCode: options.reuseCode,
+        resolve,
+        reject,
+      });
+      this.startTransferBatches();
     });
   }
 
-  private checkSignedExpiry(expiresAt: number): void {
-    const now = Date.now();
-    if (expiresAt <= now) throw new CommuneError(ErrorCode.EEXPIRED, `the transfer expired at ${new Date(expiresAt).toISOString()}`);
-    if (expiresAt > now + this.env.MAX_TRANSFER_LIFETIME_MS) {
-      throw new CommuneError(ErrorCode.EEXPIRED, `expiresAt lies more than ${this.env.MAX_TRANSFER_LIFETIME_MS} ms ahead`);
+  private startTransferBatches(): void {
+    while (this.transferBatchesInFlight < this.env.TRANSFER_BATCHES_IN_FLIGHT && this.pendingTransfers.length > 0) {
+      // Distinct keys per batch; a second request under a key waits for the next batch (where it finds the first's outcome).
+      const batch: PendingTransfer[] = [];
+      const keys = new Set<string>();
+      const later: PendingTransfer[] = [];
+      for (const pending of this.pendingTransfers) {
+        const id = `${pending.scope}\u0000${pending.key}`;
+        if (batch.length >= this.env.MAX_TRANSFERS_PER_BATCH || keys.has(id)) later.push(pending);
+        else {
+          keys.add(id);
+          batch.push(pending);
+        }
+      }
+      this.pendingTransfers.splice(0, this.pendingTransfers.length, ...later);
+      this.transferBatchesInFlight++;
+      void this.runTransferBatch(batch).finally(() => {
+        this.transferBatchesInFlight--;
+        this.startTransferBatches();
+      });
     }
+  }
+
+  private async runTransferBatch(batch: readonly PendingTransfer[]): Promise<void> {
+    const stopTimer = this.metrics.transactionSeconds.startTimer({ operation: 'transfer' });
+    let results: BatchResult[];
+    try {
+      results = await this.repository.transaction((tx) => this.postTransferBatch(tx, batch));
+    } catch (error) {
+      if (isCommuneError(error)) this.metrics.refusals.inc({ code: error.code }, batch.length);
+      for (const pending of batch) pending.reject(error);
+      return;
+    } finally {
+      stopTimer();
+    }
+    batch.forEach((pending, i) => {
+      const result = results[i]!;
+      if ('error' in result) {
+        this.metrics.refusals.inc({ code: result.error.code });
+        pending.reject(result.error);
+        return;
+      }
+      if (result.outcome.created) this.metrics.transfers.inc({ kind: 'transfer' });
+      else this.metrics.replays.inc();
+      pending.resolve(result.outcome);
+    });
+  }
+
+  /** One batch's transaction (run again from the start after a serialization failure or deadlock). */
+  private async postTransferBatch(tx: LedgerTransaction, batch: readonly PendingTransfer[]): Promise<BatchResult[]> {
+    const results: BatchResult[] = new Array(batch.length);
+    const existing = await tx.claimKeys(batch.map((pending) => ({ scope: pending.scope, key: pending.key, requestHash: pending.requestHash })));
+    const fresh: number[] = [];
+    batch.forEach((pending, i) => {
+      const claim = existing.get(`${pending.scope}\u0000${pending.key}`);
+      if (!claim) fresh.push(i);
+      else if (claim.requestHash !== pending.requestHash) {
+        results[i] = { error: new CommuneError(pending.reuseCode, `idempotency key ${pending.key} was already used for a different request`) };
+      } else results[i] = { outcome: { value: claim.response as TransferReceipt, created: false } };
+    });
+    if (fresh.length === 0) return results;
+    const locked = await tx.lockAccounts(fresh.flatMap((i) => [batch[i]!.fromId, batch[i]!.toId]));
+    const balances = new Map<string, Units>();
+    const current = (id: string): AccountState => {
+      const account = locked.get(id)!;
+      return { ...account, balance: balances.get(id) ?? account.balance };
+    };
+    const postings: BatchPosting[] = [];
+    const refused: PendingTransfer[] = [];
+    for (const i of fresh) {
+      const pending = batch[i]!;
+      const from = current(pending.fromId);
+      const to = current(pending.toId);
+      let planned;
+      try {
+        planned = planPosting(new Map([[from.id, from], [to.id, to]]), simpleLegs(from, to, pending.amount, 'transfer', pending.memo));
+      } catch (error) {
+        if (!isCommuneError(error)) throw error;
+        results[i] = { error };
+        refused.push(pending);
+        continue;
+      }
+      for (const [id, balance] of planned.balances) balances.set(id, balance);
+      const transfer = newTransfer('transfer', pending.memo);
+      const receipt: TransferReceipt = { transferId: transfer.id, from: pending.from, to: pending.to, amount: formatUnits(pending.amount), createdAt: transfer.createdAt.toISOString() };
+      postings.push({ transfer, entries: planned.entries, scope: pending.scope, key: pending.key, outcome: receipt });
+      results[i] = { outcome: { value: receipt, created: true } };
+    }
+    await tx.unclaimKeys(refused);
+    await tx.postBatch(postings, balances);
+    return results;
   }
 
   // ---- holds

@@ -14,20 +14,21 @@ export class TransfersController {
   @ApiOperation({
     summary: 'Transfer signed by its payer',
     description:
-      'The signature is EIP-191 over the canonical JSON of `transfer` and must be made by `from`. `idempotencyKey` is the nonce: ' +
+      'The signature is `signRequest(wallet, SignedKind.transfer, transfer)` (@commune/protocol): EIP-191 over the Commune signed-request ' +
+      'text of kind `transfer` and the canonical JSON of `transfer` exactly as sent, made by `from` (so it is never valid as a withdrawal). ' +
+      'Unknown fields are refused. `idempotencyKey` is the nonce: ' +
       'the same signed transfer again answers 200 with the first receipt; another transfer under the same key is EREPLAY. ' +
       '`expiresAt` (epoch ms) must lie in the future, at most MAX_TRANSFER_LIFETIME_MS ahead.',
   })
   @ApiBody({ schema: openApiSchema(SignedTransferSchema) })
   @ApiResponse({ status: 201, description: 'transferred', schema: openApiSchema(TransferReceiptSchema) })
   @ApiResponse({ status: 200, description: 'a retry: the first receipt', schema: openApiSchema(TransferReceiptSchema) })
-  @ApiResponse({ status: 400, description: 'EINVAL, EEXPIRED', schema: errorSchema })
+  @ApiResponse({ status: 400, description: 'EINVAL, ETOODEEP', schema: errorSchema })
+  @ApiResponse({ status: 401, description: 'EBADSIGNATURE, EEXPIRED', schema: errorSchema })
   @ApiResponse({ status: 402, description: 'ENOFUNDS', schema: errorSchema })
-  @ApiResponse({ status: 403, description: 'EBADSIGNATURE', schema: errorSchema })
   @ApiResponse({ status: 409, description: 'EREPLAY', schema: errorSchema })
   async transfer(@Body() body: unknown, @Res({ passthrough: true }) response: { status(code: number): unknown }): Promise<TransferReceipt> {
-    const signed = SignedTransferSchema.parse(body);
-    const { value, created } = await this.ledger.submitSignedTransfer(signed, (body as { transfer?: unknown }).transfer);
+    const { value, created } = await this.ledger.submitSignedTransfer(body);
     response.status(created ? HttpStatus.CREATED : HttpStatus.OK);
     return value;
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { CommuneError, ErrorCode, hashOf, recoverSigner, type Withdrawal, type WithdrawalRequest } from '@commune/protocol';
+import { CommuneError, ErrorCode, hashOf, type Withdrawal, type WithdrawalRequest } from '@commune/protocol';
 
 /** Public states (WithdrawalSchema): pending (hold taken, no transaction the node accepted yet),
  * sent (a transaction is out), confirmed (paid on chain, final, hold burnt), failed (hold released). */
@@ -74,25 +74,6 @@ export function withdrawalHoldExpiry(createdAt: Date, maxHoldLifetimeMs: number)
 /** keccak256 of the canonical request: a retry with the same key must carry the same request. */
 export function requestHashOf(request: WithdrawalRequest): string {
   return hashOf(request);
-}
-
-/**
- * Refuses (EBADSIGNATURE) a request not signed by its `from` account. The SDK signs what it sends
- * (checksummed addresses); a signature over the raw request as sent is accepted too, as for transfers.
- */
-export function assertSignedByPayer(request: WithdrawalRequest, signature: string, rawRequest?: unknown): void {
-  const signedByPayer = recoverSigner(request, signature) === request.from || (rawRequest !== undefined && recoverSigner(rawRequest, signature) === request.from);
-  if (!signedByPayer) {
-    throw new CommuneError(ErrorCode.EBADSIGNATURE, `the withdrawal is not signed by ${request.from}`);
-  }
-}
-
-/** Refuses (EEXPIRED) a request past its expiry or whose expiry lies too far ahead. */
-export function assertFresh(request: WithdrawalRequest, now: number, maxLifetimeMs: number): void {
-  if (request.expiresAt <= now) throw new CommuneError(ErrorCode.EEXPIRED, `the withdrawal request expired at ${new Date(request.expiresAt).toISOString()}`);
-  if (request.expiresAt > now + maxLifetimeMs) {
-    throw new CommuneError(ErrorCode.EEXPIRED, `the withdrawal request's expiry lies more than ${maxLifetimeMs} ms ahead`);
-  }
 }
 
 /**
