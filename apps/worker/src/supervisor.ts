@@ -18,7 +18,7 @@ import {
   moduleTableHashOf,
   type ModuleTable,
 } from '@commune/protocol';
-import { workHashOf, type SandboxJob, type SandboxModules, type SandboxPool } from '@commune/sandbox';
+import { workHashOf, type SandboxJob, type SandboxModules, type SandboxPool, type ValueWeight } from '@commune/sandbox';
 import { describeEarnings, type EarningsSnapshot, type EarningsSource } from './earnings.js';
 import type { Logger } from './log.js';
 import { WorkerStateLink } from './worker-state.js';
@@ -31,7 +31,7 @@ export type WorkerPool = Pick<SandboxPool, 'size' | 'pending' | 'run' | 'withdra
 export interface SupervisorTiming {
   /** Outcomes wait at most this long before they are sent... */
   resultFlushMs: number;
-  /** ...or until this many of one task have gathered. */
+  /** ...or until this many of one task have gathered (or they weigh a message's worth, see messageBudget). */
   maxOutcomesPerMessage: number;
   /** Console and custom events are sent in batches this often. */
   eventFlushMs: number;
@@ -95,8 +95,15 @@ const maxSendsInFlight = 64;
 const maxResultAttempts = 3;
 /** Console + custom events buffered per job between flushes; the rest are counted and dropped. */
 const maxBufferedEventsPerJob = 10_000;
-/** Characters of console + custom events buffered per job between flushes. */
-const maxBufferedEventCharsPerJob = 4 * 1024 * 1024;
+/** Bytes (UTF-8, at most) of console + custom events buffered per job between flushes. */
+const maxBufferedEventBytesPerJob = 2 * Limits.maxMessageBytes;
+/**
+ * What one outgoing message may weigh: every socket.io message stays under the scheduler's
+ * Limits.maxMessageBytes and Limits.maxValueNodes (it refuses larger ones whole, so a batch over
+ * them would lose every result in it). Results and events are split across messages to fit; the
+ * weights the sandbox pool gives are upper bounds, the margin covers the message's own envelope.
+ */
+const messageBudget: ValueWeight = { bytes: Limits.maxMessageBytes - 64 * 1024, nodes: Limits.maxValueNodes - 1024 };
 /** Work sources remembered by hash (the scheduler sends each only once per connection). */
 const maxCachedWorkSources = 64;
 /** Module tables (job.requires()) remembered by hash, like work sources. */
@@ -124,6 +131,9 @@ interface ActiveTask {
   /** Slices without an outcome that were not given back. */
   readonly outstanding: Set<number>;
   buffer: SliceOutcome[];
+  /** What each buffered outcome weighs in a message, and their sum. */
+  weights: ValueWeight[];
+  bufferBytes: number;
   ok: number;
   failed: number;
   accepted: number;
@@ -139,9 +149,9 @@ interface ActiveTask {
 }
 
 interface EventBuffer {
-  console: ConsoleEntry[];
-  custom: CustomEvent[];
-  chars: number;
+  /** Console entries and custom events in the order they came, each with its weight. */
+  items: Array<{ kind: 'console'; item: ConsoleEntry; weight: ValueWeight } | { kind: 'custom'; item: CustomEvent; weight: ValueWeight }>;
+  bytes: number;
   dropped: number;
 }
 
@@ -502,6 +512,8 @@ export class Supervisor {
       startedAt: performance.now(),
       outstanding: new Set(sliceIndexes),
       buffer: [],
+      weights: [],
+      bufferBytes: 0,
       ok: 0,
       failed: 0,
       accepted: 0,
@@ -527,12 +539,12 @@ export class Supervisor {
     });
     this.pool
       .run(job, task.slices, {
-        onOutcome: (_jobId, outcome) => this.onOutcome(active, outcome),
-        onConsole: (jobId, entry) => {
-          if (!active.dropped) this.queueEvent(jobId, 'console', entry, entry.message.length);
+        onOutcome: (_jobId, outcome, weight) => this.onOutcome(active, outcome, weight ?? weightOf(outcome)),
+        onConsole: (jobId, entry, weight) => {
+          if (!active.dropped) this.queueEvent(jobId, { kind: 'console', item: entry, weight: weight ?? weightOf(entry) });
         },
-        onCustom: (jobId, event) => {
-          if (!active.dropped) this.queueEvent(jobId, 'custom', event, jsonLength(event.value) + event.event.length);
+        onCustom: (jobId, event, weight) => {
+          if (!active.dropped) this.queueEvent(jobId, { kind: 'custom', item: event, weight: weight ?? weightOf(event) });
         },
         onStateOperation: (jobId, operation) => this.state.operate(jobId, operation),
         onStateListening: (jobId) => this.state.listen(jobId),
@@ -595,7 +607,7 @@ export class Supervisor {
     }
   }
 
-  private onOutcome(active: ActiveTask, outcome: SliceOutcome): void {
+  private onOutcome(active: ActiveTask, outcome: SliceOutcome, weight: ValueWeight): void {
     if (active.dropped) return;
     active.outstanding.delete(outcome.sliceIndex);
     if (outcome.status === 'ok') {
@@ -615,7 +627,9 @@ export class Supervisor {
       }
     }
     active.buffer.push(outcome);
-    if (active.buffer.length >= this.timing.maxOutcomesPerMessage) this.flushTask(active);
+    active.weights.push(weight);
+    active.bufferBytes += weight.bytes;
+    if (active.buffer.length >= this.timing.maxOutcomesPerMessage || active.bufferBytes >= messageBudget.bytes) this.flushTask(active);
     else this.scheduleResultFlush();
   }
 
@@ -661,6 +675,8 @@ export class Supervisor {
       if (active.dropped) continue;
       active.dropped = true;
       active.buffer = [];
+      active.weights = [];
+      active.bufferBytes = 0;
       unfinished += active.outstanding.size;
       active.outstanding.clear();
       jobs.add(active.task.jobId);
@@ -713,13 +729,16 @@ export class Supervisor {
       return;
     }
     const outcomes = active.buffer;
+    const weights = active.weights;
     active.buffer = [];
+    active.weights = [];
+    active.bufferBytes = 0;
     if (active.dropped || !this.connected || active.connection !== this.connection) return;
     // A slice's console and custom events go out before its result, so that a client never
     // sees a job complete and then hears from its slices.
     if (this.events.has(active.task.jobId)) this.flushEvents(active.task.jobId);
-    for (let i = 0; i < outcomes.length; i += this.timing.maxOutcomesPerMessage) {
-      this.sendResults(active, outcomes.slice(i, i + this.timing.maxOutcomesPerMessage), 1);
+    for (const [start, end] of splitByWeight(weights, this.timing.maxOutcomesPerMessage)) {
+      this.sendResults(active, start === 0 && end === outcomes.length ? outcomes : outcomes.slice(start, end), 1);
     }
   }
 
@@ -815,20 +834,17 @@ export class Supervisor {
 
   // ---------------------------------------------------------------- console and custom events
 
-  private queueEvent(jobId: string, kind: 'console', item: ConsoleEntry, chars: number): void;
-  private queueEvent(jobId: string, kind: 'custom', item: CustomEvent, chars: number): void;
-  private queueEvent(jobId: string, kind: 'console' | 'custom', item: ConsoleEntry | CustomEvent, chars: number): void {
+  private queueEvent(jobId: string, event: EventBuffer['items'][number]): void {
     let buffer = this.events.get(jobId);
     if (buffer === undefined) {
-      buffer = { console: [], custom: [], chars: 0, dropped: 0 };
+      buffer = { items: [], bytes: 0, dropped: 0 };
       this.events.set(jobId, buffer);
     }
-    if (buffer.console.length + buffer.custom.length >= maxBufferedEventsPerJob || buffer.chars + chars > maxBufferedEventCharsPerJob) {
+    if (buffer.items.length >= maxBufferedEventsPerJob || buffer.bytes + event.weight.bytes > maxBufferedEventBytesPerJob) {
       buffer.dropped++;
     } else {
-      buffer.chars += chars;
-      if (kind === 'console') buffer.console.push(item as ConsoleEntry);
-      else buffer.custom.push(item as CustomEvent);
+      buffer.bytes += event.weight.bytes;
+      buffer.items.push(event);
     }
     this.eventTimer ??= setTimeout(() => this.flushEvents(), this.timing.eventFlushMs);
   }
@@ -849,9 +865,24 @@ export class Supervisor {
     }
     if (!this.connected) return;
     for (const [jobId, buffer] of buffers) {
-      if (buffer.console.length + buffer.custom.length > 0) this.socket.emit('task:events', { jobId, console: buffer.console, custom: buffer.custom });
+      const items = buffer.items;
+      for (const [start, end] of splitByWeight(items.map((event) => event.weight), maxBufferedEventsPerJob)) {
+        const console: ConsoleEntry[] = [];
+        const custom: CustomEvent[] = [];
+        for (let i = start; i < end; i++) {
+          const event = items[i];
+          if (event.kind === 'console') console.push(event.item);
+          else custom.push(event.item);
+        }
+        try {
+          this.socket.emit('task:events', { jobId, console, custom });
+        } catch (error) {
+          // Cannot happen with bounded events; if it does, the events are lost, never the worker.
+          this.log.warn(`job ${jobId}: could not send ${end - start} console/custom events: ${messageOf(error)}`, { event: 'events_unsent', jobId });
+        }
+      }
       if (buffer.dropped > 0) {
-        this.log.warn(`job ${jobId}: dropped ${buffer.dropped} console/custom events (more than ${maxBufferedEventsPerJob} or ${maxBufferedEventCharsPerJob} characters in ${this.timing.eventFlushMs} ms)`, {
+        this.log.warn(`job ${jobId}: dropped ${buffer.dropped} console/custom events (more than ${maxBufferedEventsPerJob} or ${maxBufferedEventBytesPerJob} bytes in ${this.timing.eventFlushMs} ms)`, {
           event: 'events_dropped',
           jobId,
           dropped: buffer.dropped,
@@ -996,12 +1027,40 @@ function messageOf(error: unknown): string {
   return String(error);
 }
 
-function jsonLength(value: unknown): number {
+/** A weight for a value that came without one (a pool that does not give weights): its JSON text's, counted in full. */
+function weightOf(value: unknown): ValueWeight {
+  let text: string;
   try {
-    return JSON.stringify(value)?.length ?? 4;
+    text = JSON.stringify(value) ?? 'null';
   } catch {
-    return 0;
+    return { bytes: messageBudget.bytes, nodes: messageBudget.nodes };
   }
+  return { bytes: Buffer.byteLength(text, 'utf8') + 96, nodes: Math.ceil((text.length + 1) / 2) + 8 };
+}
+
+/**
+ * Cuts a run of items into [start, end) groups of at most `maxCount` whose weights add up to at
+ * most messageBudget; an item heavier than that alone goes alone (the sandbox keeps any one
+ * result or event well under it).
+ */
+export function splitByWeight(weights: readonly ValueWeight[], maxCount: number): Array<[number, number]> {
+  const groups: Array<[number, number]> = [];
+  let start = 0;
+  let bytes = 0;
+  let nodes = 0;
+  for (let i = 0; i < weights.length; i++) {
+    const weight = weights[i];
+    if (i > start && (i - start >= maxCount || bytes + weight.bytes > messageBudget.bytes || nodes + weight.nodes > messageBudget.nodes)) {
+      groups.push([start, i]);
+      start = i;
+      bytes = 0;
+      nodes = 0;
+    }
+    bytes += weight.bytes;
+    nodes += weight.nodes;
+  }
+  if (weights.length > start) groups.push([start, weights.length]);
+  return groups;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -5,7 +5,8 @@
 import { hashOf } from '@commune/protocol';
 
 export { SandboxPool } from './sandbox-pool.js';
-export type { SandboxOptions, SandboxJob, SandboxModules, SliceInput, SliceHooks } from './types.js';
+export type { SandboxOptions, SandboxJob, SandboxModules, SliceInput, SliceHooks, ValueWeight } from './types.js';
+export { sandboxValueDepth, valueEnvelopeDepth, jsonNestingExceeds } from './bounded.js';
 export { sandboxRuntimeSource, RuntimeReport, type RuntimeReportKind, type RuntimeLimits } from './runtime-source.js';
 export { workerStateSource, WorkerStateMessage } from './worker-state-source.js';
 

@@ -1,4 +1,5 @@
-import { decodeState, encodeState, ErrorCode, isCommuneError, StateOperationSchema, type StateOperationReply } from '@commune/protocol';
+import { checkBounds, decodeState, encodeState, ErrorCode, isCommuneError, Limits, StateOperationSchema, type StateOperationReply, type ValueBounds } from '@commune/protocol';
+import { sandboxValueDepth } from './bounded.js';
 import type { Sandbox } from './sandbox.js';
 import { settleWorkerState, updateWorkerState, type PreparedState } from './sandbox-state.js';
 import type { SandboxJob, SliceHooks } from './types.js';
@@ -6,6 +7,11 @@ import { WorkerStateMessage } from './worker-state-source.js';
 
 /** Jobs whose hooks and latest state a pool remembers. */
 const maxJobs = 1024;
+/**
+ * What a worker.state operation from the sandbox may hold before it is looked at: the state it
+ * sets can be at most Limits.maxStateBytes once encoded, so no more values or characters than that.
+ */
+const operationBounds: ValueBounds = { maxDepth: sandboxValueDepth, maxNodes: Limits.maxStateBytes + 16, maxStringChars: Limits.maxStateBytes + 1024 };
 
 /**
  * A SandboxPool's side of shared state: routes worker.state's operations to the arbiter (the
@@ -62,6 +68,19 @@ export class PoolStates {
     }
     if (kind !== WorkerStateMessage.operation) return;
     const fail = (code: string, message: string) => settleWorkerState(state, id, false, { code, message });
+    const problem = checkBounds(payload, operationBounds);
+    if (problem === 'depth') {
+      fail(ErrorCode.ETOODEEP, `the state operation is nested deeper than ${sandboxValueDepth} levels`);
+      return;
+    }
+    if (problem !== null) {
+      fail(ErrorCode.ESTATETOOBIG, `the state operation is larger than the ${Limits.maxStateBytes}-byte limit of a job's state`);
+      return;
+    }
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+      fail(ErrorCode.EINVAL, 'the state operation is not an object');
+      return;
+    }
     let operation;
     try {
       const raw = payload as Record<string, unknown>;

@@ -28,6 +28,17 @@
  *                           characters, or null), c: calls not reported since the previous report
  *   RuntimeReport.console   a: level, b: message, c: same (identical messages folded, or undefined)
  *   RuntimeReport.custom    a: event name, b: value as JSON text
+ *   RuntimeReport.memory    a: what went over the limit (text); the host ends the slice with
+ *                           ESANDBOXMEMORY and disposes the sandbox (the job's code also gets a RangeError)
+ *
+ * WebAssembly memory lives outside the JS heap, where an isolate's heap limit does not see it. The
+ * runtime wraps the WebAssembly namespace so that every memory (made with `new WebAssembly.Memory`
+ * or defined by an instantiated module) reserves its largest size, min(its maximum, the budget),
+ * against `limits.wasmMemoryPages` per context; a memory or instance that would go over it, or a
+ * grow() past it, reports `memory`. Memories no longer reachable stop counting once collected (the
+ * runtime asks for a collection, through a `gc` global if the host gives one, before refusing).
+ * The host is expected to also cap any one memory at the budget (V8's --wasm-max-mem-pages), which
+ * bounds growth from inside wasm code (memory.grow) the same way.
  *
  * Exactly one of ok/error is reported per datum, and every report about a datum comes before
  * its ok/error, so a host learns which datum is running from the count of outcomes so far.
@@ -37,7 +48,7 @@
  * The host removes globals that are not ECMAScript before bootstrap if its environment has any
  * (isolated-vm contexts have none beyond V8's `console`, which bootstrap replaces).
  */
-export const RuntimeReport = { ok: 0, error: 1, progress: 2, console: 3, custom: 4 } as const;
+export const RuntimeReport = { ok: 0, error: 1, progress: 2, console: 3, custom: 4, memory: 5 } as const;
 export type RuntimeReportKind = (typeof RuntimeReport)[keyof typeof RuntimeReport];
 
 export interface RuntimeLimits {
@@ -51,11 +62,15 @@ export interface RuntimeLimits {
   maxConsoleMessageChars: number;
   /** work.emit() events reported per slice; the rest are dropped and summarised. */
   maxCustomEventsPerSlice: number;
+  /** Deepest nesting of a work.emit() value; deeper ones throw a RangeError (code ETOODEEP) in the work function. */
+  maxValueDepth: number;
+  /** WebAssembly memory one context may hold, in 64 KiB pages; absent: not counted. */
+  wasmMemoryPages?: number;
 }
 
 export const sandboxRuntimeSource: string = String.raw`(function communeSandboxRuntime(report, limits) {
   'use strict';
-  var OK = 0, ERROR = 1, PROGRESS = 2, CONSOLE = 3, CUSTOM = 4;
+  var OK = 0, ERROR = 1, PROGRESS = 2, CONSOLE = 3, CUSTOM = 4, MEMORY = 5;
   var global = globalThis;
   var stringify = JSON.stringify;
   var dateNow = Date.now;
@@ -80,6 +95,8 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
   var MAX_CONSOLE = limits.maxConsoleEntriesPerSlice;
   var MAX_MESSAGE = limits.maxConsoleMessageChars;
   var MAX_CUSTOM = limits.maxCustomEventsPerSlice;
+  var MAX_DEPTH = limits.maxValueDepth;
+  var charCodeAt = String.prototype.charCodeAt;
   var PERCENT = /^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*%\s*$/i;
 
   var current = null;
@@ -230,12 +247,38 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
       json = 'null';
     }
     if (json.length > MAX_RESULT) throw new RangeError_('work.emit(): the value is larger than ' + MAX_RESULT + ' bytes');
+    if (nestingExceeds(json, MAX_DEPTH)) {
+      var deep = new RangeError_('work.emit(): the value is nested deeper than ' + MAX_DEPTH + ' levels');
+      deep.code = 'ETOODEEP';
+      throw deep;
+    }
     var slice = current;
     if (slice === null) return false;
     if (slice.customCount >= MAX_CUSTOM) { slice.customDropped++; return false; }
     slice.customCount++;
     report(CUSTOM, slice.seq, slice.pos, name, json);
     return true;
+  }
+
+  /** True when the JSON text nests arrays/objects more than max levels (brackets in strings do not count). */
+  function nestingExceeds(text, max) {
+    var length = text.length, depth = 0;
+    if (length < 2 * (max + 1)) return false;
+    for (var i = 0; i < length; i++) {
+      var c = apply(charCodeAt, text, [i]);
+      if (c === 34) {
+        for (i++; i < length; i++) {
+          var d = apply(charCodeAt, text, [i]);
+          if (d === 92) i++;
+          else if (d === 34) break;
+        }
+      } else if (c === 91 || c === 123) {
+        if (++depth > max) return true;
+      } else if (c === 93 || c === 125) {
+        depth--;
+      }
+    }
+    return false;
   }
 
   function endSlice(slice) {
@@ -355,6 +398,260 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
   }
 
   define('require', makeRequire(null));
+
+  // ---- WebAssembly memory: counted against limits.wasmMemoryPages (see the header).
+
+  var collectGarbage = typeof global.gc === 'function' ? global.gc : null;
+  // V8's gc global cannot be deleted (non-configurable) but can be emptied for good.
+  if (collectGarbage !== null) defineProperty(global, 'gc', { value: undefined, writable: false });
+
+  function memoryExceeded(what) {
+    var slice = current;
+    if (slice !== null) report(MEMORY, slice.seq, slice.pos, what);
+    var error = new RangeError_(what + ": over the sandbox's memory limit");
+    error.code = 'ESANDBOXMEMORY';
+    throw error;
+  }
+
+  (function guardWebAssembly() {
+    var WA = global.WebAssembly;
+    var BUDGET = limits.wasmMemoryPages;
+    if (typeof WA !== 'object' || WA === null || typeof BUDGET !== 'number' || !(BUDGET > 0)) return;
+    var PAGE = 65536;
+    var getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+    var construct = Reflect.construct;
+    var Number_isNaN = Number.isNaN;
+    var mathMin = Math.min, mathPow = Math.pow;
+    var OrigMemory = WA.Memory, OrigInstance = WA.Instance, OrigModule = WA.Module;
+    var origGrow = OrigMemory.prototype.grow;
+    var memoryBuffer = getOwnPropertyDescriptor(OrigMemory.prototype, 'buffer').get;
+    var origInstantiate = WA.instantiate, origCompile = WA.compile;
+    var moduleImports = OrigModule.imports, moduleExports = OrigModule.exports;
+    var abByteLength = getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength').get;
+    var sabByteLength = typeof SharedArrayBuffer === 'function' ? getOwnPropertyDescriptor(SharedArrayBuffer.prototype, 'byteLength').get : null;
+    var TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype);
+    var taBuffer = getOwnPropertyDescriptor(TypedArrayProto, 'buffer').get;
+    var taOffset = getOwnPropertyDescriptor(TypedArrayProto, 'byteOffset').get;
+    var taLength = getOwnPropertyDescriptor(TypedArrayProto, 'byteLength').get;
+    var taSet = TypedArrayProto.set;
+    var dvBuffer = getOwnPropertyDescriptor(DataView.prototype, 'buffer').get;
+    var dvOffset = getOwnPropertyDescriptor(DataView.prototype, 'byteOffset').get;
+    var dvLength = getOwnPropertyDescriptor(DataView.prototype, 'byteLength').get;
+    var isView = ArrayBuffer.isView;
+    var Uint8Array_ = Uint8Array;
+    var WeakMap_ = WeakMap, weakMapGet = WeakMap.prototype.get, weakMapSet = WeakMap.prototype.set, weakMapHas = WeakMap.prototype.has;
+    var promiseThen = Promise.prototype.then;
+    var registerFinalizer = FinalizationRegistry.prototype.register;
+    var cleanupSome = typeof FinalizationRegistry.prototype.cleanupSome === 'function' ? FinalizationRegistry.prototype.cleanupSome : null;
+
+    /** Pages reserved by the memories alive (or not yet known to be collected) in this context. */
+    var reserved = 0;
+    function released(pages) { reserved -= pages; }
+    // Not a WeakRef: creating or reading one keeps its target alive until the current turn ends.
+    var finalizers = new FinalizationRegistry(released);
+    /** Module -> pages its own memory reserves (0: it has none or imports it). */
+    var modulePages = new WeakMap_();
+
+    function bufferLength(buffer) {
+      try { return apply(abByteLength, buffer, []); } catch (e) { return apply(sabByteLength, buffer, []); }
+    }
+
+    /** Whether pages more fit the budget, collecting unreachable memories first when they do not. */
+    function fits(pages) {
+      if (reserved + pages <= BUDGET) return true;
+      if (collectGarbage !== null) {
+        collectGarbage();
+        if (cleanupSome !== null) apply(cleanupSome, finalizers, [released]);
+      }
+      return reserved + pages <= BUDGET;
+    }
+
+    function track(holder, pages) {
+      if (pages <= 0) return;
+      apply(registerFinalizer, finalizers, [holder, pages]);
+      reserved += pages;
+    }
+
+    function reservationOf(maximum) {
+      return maximum === undefined ? BUDGET : mathMin(maximum, BUDGET);
+    }
+
+    function pagesOf(value, what) {
+      if (value === undefined) return undefined;
+      var n = Number_(value);
+      if (Number_isNaN(n)) throw new TypeError_(what + ' must be a number');
+      return n;
+    }
+
+    /** The bytes of a BufferSource, copied, so that what is checked is what is compiled. */
+    function bytesOf(source) {
+      var buffer, offset, length;
+      if (isView(source)) {
+        try {
+          buffer = apply(taBuffer, source, []); offset = apply(taOffset, source, []); length = apply(taLength, source, []);
+        } catch (e) {
+          buffer = apply(dvBuffer, source, []); offset = apply(dvOffset, source, []); length = apply(dvLength, source, []);
+        }
+      } else {
+        buffer = source; offset = 0; length = bufferLength(source);
+      }
+      var copy = new Uint8Array_(length);
+      apply(taSet, copy, [new Uint8Array_(buffer, offset, length)]);
+      return copy;
+    }
+
+    /**
+     * The pages a module's own memory reserves, from its memory section (0 when it has none; the
+     * whole budget when the section cannot be read, e.g. 64-bit memories).
+     */
+    function ownMemoryPages(bytes) {
+      var length = bytes.length, pos = 8;
+      function leb() {
+        var result = 0, shift = 0, byte;
+        do {
+          if (pos >= length || shift > 28) throw 0;
+          byte = bytes[pos++];
+          result += (byte & 0x7f) * mathPow(2, shift);
+          shift += 7;
+        } while (byte & 0x80);
+        return result;
+      }
+      try {
+        while (pos < length) {
+          var id = bytes[pos++];
+          var size = leb();
+          var end = pos + size;
+          if (id === 5) {
+            var count = leb();
+            if (count === 0) return 0;
+            if (count > 1) return BUDGET * count;
+            var flags = bytes[pos++];
+            if (flags & 4) return BUDGET;
+            var minimum = leb();
+            var maximum = flags & 1 ? leb() : undefined;
+            return minimum > BUDGET ? minimum : reservationOf(maximum);
+          }
+          pos = end;
+        }
+        return 0;
+      } catch (e) {
+        return BUDGET;
+      }
+    }
+
+    function remember(module, pages) {
+      apply(weakMapSet, modulePages, [module, pages]);
+      return module;
+    }
+
+    function pagesOfModule(module) {
+      return apply(weakMapHas, modulePages, [module]) ? apply(weakMapGet, modulePages, [module]) : BUDGET;
+    }
+
+    /** After an instance is made: its own memory counts for as long as it (or its exported memory) lives. */
+    function trackInstance(module, instance, pages) {
+      if (pages <= 0) return instance;
+      var holder = instance;
+      var exportsList = moduleExports(module);
+      for (var i = 0; i < exportsList.length; i++) {
+        if (exportsList[i].kind === 'memory') { holder = instance.exports[exportsList[i].name]; break; }
+      }
+      track(holder, pages);
+      if (reserved > BUDGET) memoryExceeded('WebAssembly instance');
+      return instance;
+    }
+
+    function importsMemory(module) {
+      var list = moduleImports(module);
+      for (var i = 0; i < list.length; i++) if (list[i].kind === 'memory') return true;
+      return false;
+    }
+
+    function admitInstance(module) {
+      var pages = importsMemory(module) ? 0 : pagesOfModule(module);
+      if (pages > BUDGET || !fits(pages)) memoryExceeded('WebAssembly instance memory');
+      return pages;
+    }
+
+    function Memory(descriptor) {
+      if (new.target === undefined) throw new TypeError_("WebAssembly.Memory must be invoked with 'new'");
+      if (descriptor === null || typeof descriptor !== 'object') throw new TypeError_('WebAssembly.Memory(): Argument 0 must be a memory descriptor');
+      var initial = pagesOf(descriptor.initial, 'initial');
+      if (initial === undefined) initial = pagesOf(descriptor.minimum, 'minimum');
+      var maximum = pagesOf(descriptor.maximum, 'maximum');
+      // The maximum is clamped to the budget, so that V8 itself stops growth from inside wasm code.
+      var plain = { initial: initial, maximum: reservationOf(maximum) };
+      if (descriptor.shared !== undefined) plain.shared = !!descriptor.shared;
+      var pages = reservationOf(maximum);
+      if (initial > BUDGET || !fits(pages)) memoryExceeded('new WebAssembly.Memory()');
+      var memory = construct(OrigMemory, [plain], new.target);
+      track(memory, pages);
+      return memory;
+    }
+
+    function grow(delta) {
+      var current = apply(memoryBuffer, this, []);
+      var n = Number_(delta);
+      if (n >= 0 && bufferLength(current) / PAGE + n > BUDGET) memoryExceeded('WebAssembly.Memory grow()');
+      return apply(origGrow, this, [n]);
+    }
+
+    function Module(bytes) {
+      if (new.target === undefined) throw new TypeError_("WebAssembly.Module must be invoked with 'new'");
+      var copy = bytesOf(bytes);
+      return remember(construct(OrigModule, [copy], new.target), ownMemoryPages(copy));
+    }
+
+    function Instance(module, imports) {
+      if (new.target === undefined) throw new TypeError_("WebAssembly.Instance must be invoked with 'new'");
+      var pages = admitInstance(module);
+      return trackInstance(module, construct(OrigInstance, [module, imports], new.target), pages);
+    }
+
+    function compile(bytes) {
+      var copy = bytesOf(bytes);
+      var pages = ownMemoryPages(copy);
+      return apply(promiseThen, origCompile(copy), [function (module) { return remember(module, pages); }]);
+    }
+
+    function instantiate(source, imports) {
+      if (apply(weakMapHas, modulePages, [source])) {
+        var pages = admitInstance(source);
+        return apply(promiseThen, origInstantiate(source, imports), [function (instance) { return trackInstance(source, instance, pages); }]);
+      }
+      var copy = bytesOf(source);
+      var own = ownMemoryPages(copy);
+      if (own > BUDGET || !fits(own)) memoryExceeded('WebAssembly instance memory');
+      return apply(promiseThen, origInstantiate(copy, imports), [function (result) {
+        remember(result.module, own);
+        trackInstance(result.module, result.instance, importsMemory(result.module) ? 0 : own);
+        return result;
+      }]);
+    }
+
+    function replace(name, wrapper, original) {
+      if (original.prototype !== undefined) {
+        defineProperty(wrapper, 'prototype', { value: original.prototype, writable: false, enumerable: false, configurable: false });
+        defineProperty(original.prototype, 'constructor', { value: wrapper, writable: true, enumerable: false, configurable: true });
+      }
+      defineProperty(WA, name, { value: wrapper, writable: true, enumerable: false, configurable: true });
+    }
+
+    replace('Memory', Memory, OrigMemory);
+    replace('Module', Module, OrigModule);
+    replace('Instance', Instance, OrigInstance);
+    defineProperty(Module, 'imports', { value: moduleImports, writable: true, enumerable: false, configurable: true });
+    defineProperty(Module, 'exports', { value: moduleExports, writable: true, enumerable: false, configurable: true });
+    defineProperty(Module, 'customSections', { value: OrigModule.customSections, writable: true, enumerable: false, configurable: true });
+    defineProperty(OrigMemory.prototype, 'grow', { value: grow, writable: true, enumerable: false, configurable: true });
+    defineProperty(WA, 'compile', { value: compile, writable: true, enumerable: false, configurable: true });
+    defineProperty(WA, 'instantiate', { value: instantiate, writable: true, enumerable: false, configurable: true });
+    // The wrappers are the only way in: nothing may swap the originals back from the namespace or the prototypes.
+    freeze(OrigMemory.prototype);
+    freeze(OrigModule.prototype);
+    freeze(OrigInstance.prototype);
+    freeze(WA);
+  })();
 
   function install(work, args, jobPublic, spreadDatum) {
     if (typeof work !== 'function') throw new TypeError_('work is not a function');

@@ -1,5 +1,6 @@
 import { ErrorCode, Limits, type ConsoleEntry, type ConsoleLevel, type ProgressReport, type SliceError, type SliceOutcome } from '@commune/protocol';
 import { RuntimeReport, type RuntimeLimits } from './runtime-source.js';
+import { boundedSliceError, cutText, jsonNestingExceeds, jsonSize, sandboxValueDepth, sliceErrorSize, utf8BytesAtMost, type OutcomeSize } from './bounded.js';
 import { Sandbox, errorFields, type PreparedJob } from './sandbox.js';
 import type { SandboxJob, SandboxOptions, SliceHooks, SliceInput } from './types.js';
 import { PoolStates } from './pool-state.js';
@@ -17,13 +18,17 @@ const closeSettleMs = 10;
 /** Longest wait for reports still in flight after a chunk resolved. */
 const reportWaitMs = 200;
 
-const runtimeLimits: RuntimeLimits = {
+const runtimeLimits: Omit<RuntimeLimits, 'wasmMemoryPages'> = {
   maxResultBytes: Limits.maxResultBytes,
   progressReportIntervalMs: 100,
   maxConsoleEntriesPerSlice: 1000,
   maxConsoleMessageChars: 64 * 1024,
   maxCustomEventsPerSlice: 1000,
+  maxValueDepth: sandboxValueDepth,
 };
+const consoleLevels: ReadonlySet<string> = new Set(['debug', 'info', 'log', 'warn', 'error']);
+/** Longest event name of work.emit(), characters (CustomEventSchema). */
+const maxEventNameChars = 200;
 
 /** One run() call. */
 interface Batch {
@@ -103,7 +108,7 @@ export class SandboxPool {
       const slot: Slot = {
         sandbox: new Sandbox(
           this.memoryMb,
-          runtimeLimits,
+          { ...runtimeLimits, wasmMemoryPages: this.memoryMb * 16 },
           (kind, seq, position, a, b, c) => this.onReport(slot, kind, seq, position, a, b, c),
           (state, kind, id, payload) => this.states.onMessage(state, kind, id, payload),
         ),
@@ -309,6 +314,12 @@ export class SandboxPool {
 
   // ---------------------------------------------------------------- outcomes and reports
 
+  /**
+   * A report from the runtime. Everything in it comes out of the sandbox, where the job's code can
+   * tamper with the runtime's realm: each field is checked for its type, size and nesting before
+   * anything here recurses into it (a result or event value is parsed only after its JSON text
+   * passed the byte and depth limits).
+   */
   private onReport(slot: Slot, kind: number, seq: number, position: number, a: unknown, b: unknown, c: unknown): void {
     const run = slot.run;
     if (run === null || run.seq !== seq || run.phase !== 'running' || run.cancelled) return;
@@ -316,41 +327,92 @@ export class SandboxPool {
     if (index !== run.pos) return;
     const sliceIndex = run.slices[index].sliceIndex;
     const { job, hooks } = run.batch;
+    const elapsedMs = typeof b === 'number' && b >= 0 && Number.isFinite(b) ? b : 0;
     switch (kind) {
       case RuntimeReport.ok: {
-        const json = a as string;
-        const elapsedMs = b as number;
+        if (typeof a !== 'string') {
+          this.settle(run, this.errorOutcome(run, { code: ErrorCode.EWORKFUNCTION, name: 'TypeError', message: 'the sandbox reported a result that is not JSON text' }, elapsedMs));
+          return;
+        }
+        const json = a;
         if (json.length * 3 > runtimeLimits.maxResultBytes && Buffer.byteLength(json, 'utf8') > runtimeLimits.maxResultBytes) {
           this.settle(run, this.errorOutcome(run, { code: ErrorCode.ERESULTTOOBIG, name: 'RangeError', message: `the result is larger than ${runtimeLimits.maxResultBytes} bytes` }, elapsedMs));
-        } else {
-          this.settle(run, { sliceIndex, status: 'ok', value: JSON.parse(json), elapsedMs });
+          return;
         }
+        if (jsonNestingExceeds(json, sandboxValueDepth)) {
+          this.settle(run, this.errorOutcome(run, { code: ErrorCode.ETOODEEP, name: 'RangeError', message: `the result is nested deeper than ${sandboxValueDepth} levels` }, elapsedMs));
+          return;
+        }
+        let value: unknown;
+        try {
+          value = JSON.parse(json);
+        } catch {
+          this.settle(run, this.errorOutcome(run, { code: ErrorCode.EWORKFUNCTION, name: 'TypeError', message: 'the sandbox reported a result that is not JSON text' }, elapsedMs));
+          return;
+        }
+        this.settle(run, { sliceIndex, status: 'ok', value, elapsedMs }, jsonSize(json));
         return;
       }
-      case RuntimeReport.error:
-        this.settle(run, { sliceIndex, status: 'error', error: a as SliceError, elapsedMs: b as number });
+      case RuntimeReport.error: {
+        const error = boundedSliceError(a);
+        this.settle(run, { sliceIndex, status: 'error', error, elapsedMs }, sliceErrorSize(error));
         return;
+      }
       case RuntimeReport.progress: {
         run.lastProgressAt = performance.now();
         const report: ProgressReport = {
           timestamp: Math.round(run.lastProgressAt - run.sliceStartedAt),
-          progress: typeof a === 'number' && a >= 0 ? a : null,
-          value: typeof b === 'number' || typeof b === 'string' ? b : null,
-          throttledReports: typeof c === 'number' ? c : 0,
+          progress: typeof a === 'number' && a >= 0 && a <= 1 ? a : null,
+          value: (typeof b === 'number' && Number.isFinite(b)) ? b : typeof b === 'string' ? b.slice(0, 100) : null,
+          throttledReports: typeof c === 'number' && Number.isSafeInteger(c) && c >= 0 ? c : 0,
         };
         run.lastReport = report;
         if (report.progress !== null) run.lastUpdate = report;
         return;
       }
       case RuntimeReport.console: {
-        const entry: ConsoleEntry = { sliceIndex, level: a as ConsoleLevel, message: b as string };
-        if (typeof c === 'number') entry.same = c;
-        callHook(() => hooks.onConsole(job.jobId, entry));
+        if (typeof b !== 'string') return;
+        const level = typeof a === 'string' && consoleLevels.has(a) ? (a as ConsoleLevel) : 'log';
+        const entry: ConsoleEntry = { sliceIndex, level, message: cutText(b, runtimeLimits.maxConsoleMessageChars) };
+        if (typeof c === 'number' && Number.isSafeInteger(c) && c > 0) entry.same = c;
+        callHook(() => hooks.onConsole(job.jobId, entry, { bytes: utf8BytesAtMost(entry.message) + 64, nodes: 8 }));
         return;
       }
-      case RuntimeReport.custom:
-        callHook(() => hooks.onCustom(job.jobId, { sliceIndex, event: a as string, value: JSON.parse(b as string) }));
+      case RuntimeReport.custom: {
+        if (typeof a !== 'string' || a.length === 0 || typeof b !== 'string') return;
+        const name = a.slice(0, maxEventNameChars);
+        let problem: string | null = null;
+        if (b.length * 3 > runtimeLimits.maxResultBytes && Buffer.byteLength(b, 'utf8') > runtimeLimits.maxResultBytes) {
+          problem = `its value is larger than ${runtimeLimits.maxResultBytes} bytes (ERESULTTOOBIG)`;
+        } else if (jsonNestingExceeds(b, sandboxValueDepth)) {
+          problem = `its value is nested deeper than ${sandboxValueDepth} levels (ETOODEEP)`;
+        }
+        let value: unknown;
+        if (problem === null) {
+          try {
+            value = JSON.parse(b);
+          } catch {
+            problem = 'its value is not JSON text';
+          }
+        }
+        if (problem !== null) {
+          const entry: ConsoleEntry = { sliceIndex, level: 'error', message: `work.emit(${JSON.stringify(name)}): the event was dropped: ${problem}` };
+          callHook(() => hooks.onConsole(job.jobId, entry, { bytes: utf8BytesAtMost(entry.message) + 64, nodes: 8 }));
+          return;
+        }
+        const size = jsonSize(b);
+        size.bytes += name.length * 3;
+        callHook(() => hooks.onCustom(job.jobId, { sliceIndex, event: name, value }, size));
         return;
+      }
+      case RuntimeReport.memory: {
+        // The runtime refused WebAssembly memory over the limit: the slice ends here and the isolate goes.
+        const what = typeof a === 'string' ? a.slice(0, 200) : 'WebAssembly memory';
+        run.phase = 'killed';
+        this.settle(run, this.errorOutcome(run, { code: ErrorCode.ESANDBOXMEMORY, name: 'RangeError', message: `${what}: the slice went over the sandbox's ${this.memoryMb} MiB memory limit (WebAssembly memory counts)` }, performance.now() - run.sliceStartedAt));
+        slot.sandbox.dispose();
+        return;
+      }
     }
   }
 
@@ -359,7 +421,7 @@ export class SandboxPool {
   }
 
   /** The running slice (run.pos) has its outcome. */
-  private settle(run: ChunkRun, outcome: SliceOutcome): void {
+  private settle(run: ChunkRun, outcome: SliceOutcome, size?: OutcomeSize): void {
     run.pos++;
     const now = performance.now();
     run.sliceStartedAt = now;
@@ -367,7 +429,8 @@ export class SandboxPool {
     run.lastReport = null;
     run.lastUpdate = null;
     const { job, hooks } = run.batch;
-    callHook(() => hooks.onOutcome(job.jobId, outcome));
+    const weight = size ?? (outcome.status === 'error' ? sliceErrorSize(outcome.error) : { bytes: 256, nodes: 16 });
+    callHook(() => hooks.onOutcome(job.jobId, outcome, weight));
     this.release(run.batch, 1);
   }
 

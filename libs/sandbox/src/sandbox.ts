@@ -1,3 +1,4 @@
+import v8 from 'node:v8';
 import ivm from 'isolated-vm';
 import { ErrorCode, type SliceError } from '@commune/protocol';
 import { sandboxRuntimeSource, type RuntimeLimits } from './runtime-source.js';
@@ -10,6 +11,7 @@ export type ReportHandler = (kind: number, seq: number, position: number, a: unk
 /** A job made ready in one context of the isolate. */
 export interface PreparedJob {
   readonly key: string;
+  readonly jobId: string;
   readonly context: ivm.Context;
   readonly runChunk: ivm.Reference<(seq: number, datums: unknown[]) => Promise<number>>;
   /** The context's worker.state (spec "Shared State"). */
@@ -18,7 +20,12 @@ export interface PreparedJob {
 
 export type PrepareResult = { ok: true; prepared: PreparedJob } | { ok: false; error: SliceError };
 
-/** Contexts kept per isolate (one per job); the least recently used one goes first. */
+/**
+ * Contexts kept per isolate, all of one job (a work hash or module table of the same job may
+ * differ); the least recently used one goes first. Contexts of other jobs are dropped as soon as
+ * the sandbox prepares another job: a job's globals, and the memory they hold, never outlive its
+ * turn on the sandbox, and no job's slice is charged for what another left behind.
+ */
 const maxContextsPerIsolate = 4;
 /** Compiled work functions kept per isolate, by work hash. */
 const maxScriptsPerIsolate = 16;
@@ -66,10 +73,13 @@ export class Sandbox {
     const key = `${job.jobId}\u0000${job.workHash}\u0000${job.modules?.hash ?? ''}`;
     const cached = this.contexts.get(key);
     if (cached) {
-      this.contexts.delete(key);
-      this.contexts.set(key, cached);
+      if (this.contexts.size > 1) {
+        this.contexts.delete(key);
+        this.contexts.set(key, cached);
+      }
       return { ok: true, prepared: cached };
     }
+    this.dropContextsOfOtherJobs(job.jobId);
     const isolate = this.ensureIsolate();
     const context = await isolate.createContext();
     const references: Array<{ release(): void }> = [];
@@ -134,18 +144,31 @@ export class Sandbox {
         context.release();
         return { ok: false, error: describeHostError(error, ErrorCode.EWORKFUNCTION) };
       }
-      const prepared: PreparedJob = { key, context, runChunk, state };
+      const prepared: PreparedJob = { key, jobId: job.jobId, context, runChunk, state };
       this.contexts.set(key, prepared);
       while (this.contexts.size > maxContextsPerIsolate) {
         const [oldestKey, oldest] = this.contexts.entries().next().value as [string, PreparedJob];
         this.contexts.delete(oldestKey);
-        releaseQuietly(oldest.runChunk);
-        releaseWorkerState(oldest.state);
-        releaseQuietly(oldest.context);
+        releaseContext(oldest);
       }
       return { ok: true, prepared };
     } finally {
       for (const reference of references) releaseQuietly(reference);
+    }
+  }
+
+  /** Whether the isolate holds a context of another job than `jobId`. */
+  holdsOtherJobs(jobId: string): boolean {
+    for (const prepared of this.contexts.values()) if (prepared.jobId !== jobId) return true;
+    return false;
+  }
+
+  /** Releases the contexts of every job but `jobId`: what they hold becomes garbage, collected before the isolate's limit is reached. */
+  private dropContextsOfOtherJobs(jobId: string): void {
+    for (const [key, prepared] of this.contexts) {
+      if (prepared.jobId === jobId) continue;
+      this.contexts.delete(key);
+      releaseContext(prepared);
     }
   }
 
@@ -178,6 +201,7 @@ export class Sandbox {
   private ensureIsolate(): ivm.Isolate {
     if (this.isolate && !this.isolate.isDisposed) return this.isolate;
     this.dispose();
+    configureV8(this.memoryMb);
     const isolate = new ivm.Isolate({ memoryLimit: this.memoryMb });
     this.runtimeScript = isolate.compileScriptSync(sandboxRuntimeSource, { filename: 'commune-runtime.js' });
     this.stateScript = compileWorkerState(isolate);
@@ -260,6 +284,36 @@ export class Sandbox {
   private rethrowIfDisposed(error: unknown): void {
     if (this.isolate === null || this.isolate.isDisposed) throw error;
   }
+}
+
+/** The largest per-memory cap set so far, in 64 KiB pages. */
+let wasmMemoryCapPages = 0;
+
+/**
+ * Process-wide V8 settings the sandboxes rely on, applied before an isolate is made:
+ * - no WebAssembly memory grows beyond the largest sandbox memory limit (--wasm-max-mem-pages), which
+ *   also stops growth from inside wasm code (memory.grow) where the runtime's wrappers cannot see it;
+ * - a `gc` function in new contexts (--expose-gc) and FinalizationRegistry's cleanupSome
+ *   (--harmony-weak-refs-with-cleanup-some): the runtime takes gc away from the job and, before it
+ *   refuses WebAssembly memory, collects and then learns at once which memories are gone.
+ * Both apply to the whole process (the host's own WebAssembly memories included).
+ */
+function configureV8(memoryMb: number): void {
+  const pages = Math.ceil(memoryMb * 16);
+  if (pages > wasmMemoryCapPages) {
+    v8.setFlagsFromString(`--wasm-max-mem-pages=${pages}`);
+    if (wasmMemoryCapPages === 0) {
+      v8.setFlagsFromString('--expose-gc');
+      v8.setFlagsFromString('--harmony-weak-refs-with-cleanup-some');
+    }
+    wasmMemoryCapPages = pages;
+  }
+}
+
+function releaseContext(prepared: PreparedJob): void {
+  releaseQuietly(prepared.runChunk);
+  releaseWorkerState(prepared.state);
+  releaseQuietly(prepared.context);
 }
 
 function releaseQuietly(reference: { release(): void }): void {

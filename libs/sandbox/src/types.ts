@@ -49,11 +49,27 @@ export interface SliceInput {
   datum: unknown;
 }
 
+/**
+ * What an outcome or event weighs in a message, at most: UTF-8 bytes and values (array items,
+ * object members, scalars), its envelope included. A host batching them into messages adds these
+ * up to stay under Limits.maxMessageBytes and Limits.maxValueNodes.
+ */
+export interface ValueWeight {
+  bytes: number;
+  nodes: number;
+}
+
+/**
+ * Every value handed to these hooks has passed the sandbox's bounds: results and work.emit()
+ * values are at most Limits.maxResultBytes of JSON nested at most `sandboxValueDepth` levels (a
+ * deeper result fails its slice with ETOODEEP, a deeper event is dropped with a console error),
+ * console messages are cut at 64 KiB, error fields are bounded strings.
+ */
 export interface SliceHooks {
   /** Exactly one per started slice (none for slices withdrawn or cancelled before they started). */
-  onOutcome(jobId: string, outcome: SliceOutcome): void;
-  onConsole(jobId: string, entry: ConsoleEntry): void;
-  onCustom(jobId: string, event: CustomEvent): void;
+  onOutcome(jobId: string, outcome: SliceOutcome, weight: ValueWeight): void;
+  onConsole(jobId: string, entry: ConsoleEntry, weight: ValueWeight): void;
+  onCustom(jobId: string, event: CustomEvent, weight: ValueWeight): void;
   /**
    * worker.state.set / testAndSet / increment (spec "Synchronization"): ask the arbiter (the
    * scheduler, or localExec's client). Without it those methods reject with ESCHEDULER.
