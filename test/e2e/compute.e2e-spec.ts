@@ -149,7 +149,8 @@ describe('a private Distributed Computer (e2e)', () => {
     for (let i = 0; i < total; i++) if (results[i] !== i + 0.5) throw new Error(`slice ${i}: ${String(results[i])}`);
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
     expect(counts.size).toBe(total);
-    const status = await (await fetch(`${replicaA.url}/jobs/${job.id}`)).json();
+    // Read with the job's read token from the deploy reply: the job id alone reads nothing.
+    const status = await (await fetch(`${replicaA.url}/jobs/${job.id}`, { headers: { 'x-commune-read-token': job.readToken! } })).json();
     expect(status).toMatchObject({ runStatus: 'finished', total, computed: total });
   }, 120_000);
 });

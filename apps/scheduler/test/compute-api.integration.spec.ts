@@ -118,10 +118,10 @@ describe('scheduler Compute API (real Postgres and Redis)', () => {
     expect((await signedFetch(owner, scheduler.url, 'DELETE', `/jobs/${jobId}/results?${slicesQuery({ sparse: [{ start: 0, end: 1 }] })}`)).body.deleted).toBe(0);
     const after = await signedFetch(owner, scheduler.url, 'GET', `/jobs/${jobId}/results/list`);
     expect(after.body.slices.sparse).toEqual([{ start: 2, end: 2 }, { start: 5, end: 6 }, { start: 8, end: 8 }]);
-    const page = (await (await fetch(`${scheduler.url}/jobs/${jobId}/results`)).json()) as { results: Array<{ sliceIndex: number }> };
+    const page = (await signedFetch(owner, scheduler.url, 'GET', `/jobs/${jobId}/results`)).body as { results: Array<{ sliceIndex: number }> };
     expect(page.results.map((r) => r.sliceIndex)).toEqual([2, 5, 6, 8]);
 
-    const status = (await (await fetch(`${scheduler.url}/jobs/${jobId}`)).json()) as JobStatus;
+    const status = (await signedFetch(owner, scheduler.url, 'GET', `/jobs/${jobId}`)).body as JobStatus;
     expect(status.computed).toBe(6); // deleting results does not un-compute slices
     // Results 0, 2, 4, 10, 12, 16 are (1+1+1+2+2+2)/6 bytes of JSON on average; 5 ms each; inputs 0..9 one byte.
     expect(status.meanSliceProfile).toEqual({ cpuHours: 5 / 3_600_000, gpuHours: 0, inputMBytes: expect.any(Number), outputMBytes: 9 / 6 / 1e6 });
@@ -230,15 +230,15 @@ describe('scheduler Compute API (real Postgres and Redis)', () => {
     const listener = await client();
     const watcher = await client();
     const w = await worker();
-    const { jobId } = await deploy(deployer, { work: '(x) => x', collateResults: false, inputSet: { kind: 'array', values: [1, 2] } });
+    const { jobId, readToken } = await deploy(deployer, { work: '(x) => x', collateResults: false, inputSet: { kind: 'array', values: [1, 2] } });
     const heard = new Map<TestClientSocket, number>();
     for (const socket of [deployer, listener, watcher]) {
       socket.on('job:results', (event: JobResultsEvent) => {
         if (event.jobId === jobId) heard.set(socket, (heard.get(socket) ?? 0) + event.results.length);
       });
     }
-    await request(listener, 'subscribe', { jobId });
-    await request(watcher, 'subscribe', { jobId, results: false });
+    expect(await request(listener, 'subscribe', { jobId, readToken })).toMatchObject({ ok: true });
+    expect(await request(watcher, 'subscribe', { jobId, results: false, readToken })).toMatchObject({ ok: true });
     const ended = new Promise<void>((resolve) => watcher.on('job:end', (event) => event.jobId === jobId && resolve()));
     const task = await leaseTask(w, jobId, 2);
     await submit(w, task, [0, 1]);

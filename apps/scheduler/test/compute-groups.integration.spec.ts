@@ -6,7 +6,7 @@ import {
 } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { dropIsolated, isolatedEnvironment, uniqueName, waitFor } from '../../../test/support/services.js';
-import { signedDeploy } from '../../../test/support/signing.js';
+import { signedDeploy, signedFetch } from '../../../test/support/signing.js';
 import { connectClient, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
 
 /**
@@ -90,7 +90,7 @@ describe('compute groups (real Postgres and Redis)', () => {
     const outsider = await worker('w_outsider_01', [other]);
     expect(await tasksOf(outsider, reply.jobId)).toEqual([]);
     const status = await waitFor('the job to say no connected worker can run it', async () => {
-      const current = (await (await fetch(`${app.url}/jobs/${reply.jobId}`)).json()) as JobStatus;
+      const current = (await signedFetch(owner, app.url, 'GET', `/jobs/${reply.jobId}`)).body as JobStatus;
       return current.waitingFor ? current : null;
     });
     expect(status.waitingFor).toMatch(/no connected worker/i);

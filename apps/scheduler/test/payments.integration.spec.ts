@@ -5,7 +5,7 @@ import { startBank, LedgerService, type BankApp } from '../../bank/src/index.js'
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { LeaseRepository } from '../src/dispatch/lease.repository.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
-import { signedDeploy } from '../../../test/support/signing.js';
+import { signedDeploy, signedFetch } from '../../../test/support/signing.js';
 import { connectClient, connectWorker, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
 import { io } from 'socket.io-client';
 import { freePort } from '../../../test/support/processes.js';
@@ -67,7 +67,7 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
       const key = `${env.REDIS_PREFIX}:job:${jobId}`;
       const [job, requeue, ready] = await Promise.all([redis.hgetall(key), redis.lrange(`${key}:requeue`, 0, -1), redis.zrange(`${env.REDIS_PREFIX}:ready`, '0', '-1')]);
       redis.disconnect();
-      const status = await (await fetch(`${scheduler.url}/jobs/${jobId}`)).json();
+      const status = (await signedFetch(owner, scheduler.url, 'GET', `/jobs/${jobId}`)).body;
       throw new Error(`${(error as Error).message}; redis job ${JSON.stringify(job)}, requeue ${JSON.stringify(requeue)}, ready ${JSON.stringify(ready)}, status ${JSON.stringify(status)}`);
     }
   }
@@ -112,7 +112,7 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
     // 10 slices x 0.1 DCC to B, nothing to A; the rest of the hold goes back to the owner.
     await waitFor('settlement and release', async () => (await balance(earningsB)) === units('1') && (await balance(owner.address)) === units('99'), 15_000);
     expect(await balance(earningsA)).toBe('0');
-    const status = (await (await fetch(`${scheduler.url}/jobs/${reply.jobId}`)).json()) as JobStatus;
+    const status = (await signedFetch(owner, scheduler.url, 'GET', `/jobs/${reply.jobId}`)).body as JobStatus;
     expect(status.payment).toEqual({ offerPerSlice: '0.5', escrowedSlices: 10, paid: units('1') });
   }, 30_000);
 

@@ -3,7 +3,7 @@ import { io } from 'socket.io-client';
 import { Namespaces, type DeployReply, type JobStatus, type TaskGrant } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
-import { signedDeploy } from '../../../test/support/signing.js';
+import { signedDeploy, signedFetch } from '../../../test/support/signing.js';
 import { connectClient, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
 
 describe('job requirements and worker capabilities (real Postgres and Redis)', () => {
@@ -31,7 +31,7 @@ describe('job requirements and worker capabilities (real Postgres and Redis)', (
     return socket;
   }
   async function status(jobId: string): Promise<JobStatus> {
-    return (await (await fetch(`${app.url}/jobs/${jobId}`)).json()) as JobStatus;
+    return (await signedFetch(owner, app.url, 'GET', `/jobs/${jobId}`)).body as JobStatus;
   }
 
   it('leases a job only to a worker that meets its requirements, and its status says when none does', async () => {

@@ -5,7 +5,7 @@ import { JobsRepository } from '../src/jobs/jobs.repository.js';
 import { LeaseRepository } from '../src/dispatch/lease.repository.js';
 import { MaintenanceConsumer } from '../src/dispatch/maintenance.consumer.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
-import { signedDeploy } from '../../../test/support/signing.js';
+import { signedDeploy, signedFetch } from '../../../test/support/signing.js';
 import { connectClient, connectWorker, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
 
 type Ack = ({ ok: true } & TaskResultsAck) | { ok: false; code: string; message: string };
@@ -84,11 +84,11 @@ describe('scheduler (real Postgres and Redis)', () => {
     await waitFor('job:end', () => seen.end());
     expect(seen.end()!.status.runStatus).toBe('finished');
     expect([...seen.results.entries()].sort()).toEqual([[0, 20], [1, 24]]);
-    const page = await (await fetch(`${replicaA.url}/jobs/${jobId}/results?limit=1`)).json();
+    const page = (await signedFetch(owner, replicaA.url, 'GET', `/jobs/${jobId}/results?limit=1`)).body;
     expect(page).toEqual({ jobId, results: [{ sliceIndex: 0, value: 20 }], nextAfter: 0 });
-    const rest = (await (await fetch(`${replicaA.url}/jobs/${jobId}/results?after=0`)).json()) as { results: unknown[] };
+    const rest = (await signedFetch(owner, replicaA.url, 'GET', `/jobs/${jobId}/results?after=0`)).body as { results: unknown[] };
     expect(rest.results).toEqual([{ sliceIndex: 1, value: 24 }]);
-    const status = await (await fetch(`${replicaA.url}/jobs/${jobId}`)).json();
+    const status = (await signedFetch(owner, replicaA.url, 'GET', `/jobs/${jobId}`)).body;
     expect(status).toMatchObject({ jobId, runStatus: 'finished', total: 2, computed: 2, distributed: 2 });
   });
 
@@ -180,8 +180,12 @@ describe('scheduler (real Postgres and Redis)', () => {
     expect(await bad(await signedDeploy(owner, { work: '(x) => x', inputSet: { kind: 'range', range: { start: 0, end: 10, step: 0 } } }))).toMatchObject({ ok: false, code: 'EINVAL' });
     const first = await bad(good);
     expect(first).toMatchObject({ ok: true });
-    // A resent deploy gets the first answer (the client may have lost the ack) ...
-    expect(await bad(good)).toEqual(first);
+    // A resent deploy gets the first answer (the client may have lost the ack), with a new read
+    // token (the scheduler kept only the first one's hash) ...
+    const resent = await bad(good);
+    const { readToken: firstToken, ...firstAnswer } = first as Extract<DeployReply, { ok: true }>;
+    expect(resent).toMatchObject({ ...firstAnswer, readToken: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect((resent as { readToken: string }).readToken).not.toBe(firstToken);
     // ... while another job reusing the nonce is a replay.
     const other = await signedDeploy(owner, { work: '(x) => x + 1', nonce: good.job.nonce, inputSet: { kind: 'array', values: [1] } });
     expect(await bad(other)).toMatchObject({ ok: false, code: 'EREPLAY' });

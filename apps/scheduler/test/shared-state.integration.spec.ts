@@ -38,6 +38,9 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
     sockets.push(socket);
     return socket;
   }
+  /** Each deployed job's read token (state:get and client state:subscribe need it). */
+  const readTokens = new Map<string, string>();
+  const readOf = (jobId: string) => ({ jobId, readToken: readTokens.get(jobId) });
   async function deploy(state: StateObject, slices = 100): Promise<string> {
     const socket = await client(replicaA);
     const reply = await request<DeployReply>(socket, 'deploy', await signedDeploy(owner, {
@@ -46,6 +49,7 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
       state: encodeState(state),
     }));
     if (!reply.ok) throw new Error(`deploy refused: ${reply.code} ${reply.message}`);
+    readTokens.set(reply.jobId, reply.readToken);
     return reply.jobId;
   }
   async function leaseTask(socket: TestWorkerSocket, jobId: string): Promise<Task> {
@@ -70,7 +74,7 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
     expect(replies.flat().every((reply) => reply.ok)).toBe(true);
     const versions = replies.flat().map((reply) => (reply.ok ? reply.version : -1));
     expect(new Set(versions).size).toBe(800); // each increment is its own change
-    const snapshot = await request<{ ok: true; version: number; state: string }>(await client(replicaB), 'state:get', { jobId });
+    const snapshot = await request<{ ok: true; version: number; state: string }>(await client(replicaB), 'state:get', readOf(jobId));
     expect(snapshot.version).toBe(800);
     expect(decodeState(snapshot.state)).toEqual({ count: 400, total: amounts.reduce((a, b) => a + b, 0) });
   }, 60_000);
@@ -89,14 +93,14 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
     listener.on('state:change', (event) => heard.push(event));
     silent.on('state:change', () => silentHeard++);
     workers[0]!.on('state:change', (event) => workerHeard.push(event));
-    expect(await request(listener, 'state:subscribe', { jobId })).toMatchObject({ ok: true, version: 0 });
+    expect(await request(listener, 'state:subscribe', readOf(jobId))).toMatchObject({ ok: true, version: 0 });
     expect(await request(workers[0]!, 'state:subscribe', { jobId })).toMatchObject({ ok: true });
     const candidates = Array.from({ length: 300 }, () => Math.floor(random() * 1_000_000) - 500_000);
     const replies = await Promise.all(candidates.map((best, i) =>
       operate(workers[i % workers.length]!, jobId, { kind: 'set', condition: 'min', property: 'best', state: encodeState({ best, note: `from ${i}` }) })));
     expect(replies.every((reply) => reply.ok)).toBe(true);
     const minimum = Math.min(...candidates);
-    const snapshot = await request<{ ok: true; version: number; state: string }>(await client(replicaA), 'state:get', { jobId });
+    const snapshot = await request<{ ok: true; version: number; state: string }>(await client(replicaA), 'state:get', readOf(jobId));
     expect((decodeState(snapshot.state) as StateObject).best).toBe(minimum);
     const replaced = replies.filter((reply) => reply.ok && reply.replaced).length;
     expect(snapshot.version).toBe(replaced);
@@ -117,7 +121,7 @@ describe('shared state across two scheduler replicas (real Postgres and Redis)',
     } finally {
       connection.disconnect();
     }
-    const snapshot = await request<{ ok: true; version: number; state: string }>(await client(replicaA), 'state:get', { jobId });
+    const snapshot = await request<{ ok: true; version: number; state: string }>(await client(replicaA), 'state:get', readOf(jobId));
     expect(snapshot).toMatchObject({ ok: true, version: 1, state: '{"n":42}' });
     expect(await operate(socket, jobId, { kind: 'increment', property: 'n', by: 1 })).toMatchObject({ ok: true, version: 2, state: '{"n":43}' });
   }, 30_000);

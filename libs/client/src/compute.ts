@@ -324,7 +324,8 @@ export function createCompute(context: JobContext): Compute {
         // form 1: a job handle or a job id
         const jobId = typeof job === 'string' ? job : (job as Job).id;
         if (!jobId) throw new CommuneError(ErrorCode.EJOBSTATE, 'the job is not deployed');
-        return context.link().getStatus(jobId);
+        // With the job's read token when this program deployed or followed it, else signed by the default account.
+        return context.link().getStatus(jobId, () => context.signer());
       }
       // form 2: the jobs of a payment account, signed by it (an address means the default account)
       const signer = account.signer ?? (await context.signer());

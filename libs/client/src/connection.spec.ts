@@ -28,6 +28,9 @@ function deployed(socket: FakeSocket): DeployRequest {
   return sent.payload as DeployRequest;
 }
 
+/** A read token as the scheduler hands one out with a deploy. */
+const readToken = 'ab'.repeat(32);
+
 describe(SchedulerConnection.name, () => {
   let warnings: jest.SpiedFunction<typeof process.emitWarning>;
   const realFetch = globalThis.fetch;
@@ -60,7 +63,7 @@ describe(SchedulerConnection.name, () => {
       // The scheduler joined us to the room before acking: these arrive first.
       socket.receive('job:status', jobStatus(jobId, { total: 2, distributed: 2, computed: 1 }));
       socket.receive('job:results', { jobId, results: [{ sliceIndex: 1, value: 'b' }] });
-      return { ok: true, jobId, total: 2, receipt: 'receipt' };
+      return { ok: true, jobId, total: 2, receipt: 'receipt', readToken };
     };
     const job = compute.for(['x', 'y'], (s: string) => s);
     const events: string[] = [];
@@ -76,7 +79,7 @@ describe(SchedulerConnection.name, () => {
 
   it('closes the socket when no job needs it, so the program can exit', async () => {
     const { socket, compute } = setup();
-    socket.answer = () => ({ ok: true, jobId, total: 1, receipt: 'r' });
+    socket.answer = () => ({ ok: true, jobId, total: 1, receipt: 'r', readToken });
     const running = compute.for([1], (i: number) => i).exec();
     await waitFor('the deploy', () => socket.sent.length > 0);
     await new Promise((resolve) => setImmediate(resolve));
@@ -92,7 +95,7 @@ describe(SchedulerConnection.name, () => {
   it('re-subscribes to jobs in flight after a reconnect and settles a job that ended meanwhile', async () => {
     const { socket, compute } = setup();
     socket.answer = (name) => {
-      if (name === 'deploy') return { ok: true, jobId, total: 2, receipt: 'r' };
+      if (name === 'deploy') return { ok: true, jobId, total: 2, receipt: 'r', readToken };
       if (name === 'subscribe') return { ok: true, status: jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }) };
       return undefined;
     };
@@ -108,7 +111,7 @@ describe(SchedulerConnection.name, () => {
     // The connection dropped; job:end went out while we were away.
     socket.receive('connect');
     expect(inspect(await running)).toBe("[ 'early', 'late' ]");
-    expect(socket.sent.find((message) => message.name === 'subscribe')?.payload).toEqual({ jobId });
+    expect(socket.sent.find((message) => message.name === 'subscribe')?.payload).toEqual({ jobId, readToken });
     expect(requested).toEqual([`http://scheduler.test:4000/jobs/${jobId}/results?after=0&limit=1000`]);
   });
 
@@ -116,7 +119,7 @@ describe(SchedulerConnection.name, () => {
     const { socket, compute } = setup();
     let version = 1;
     socket.answer = (name) => {
-      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r' };
+      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r', readToken };
       if (name === 'subscribe') return { ok: true, status: jobStatus(jobId, { total: 1 }) };
       if (name === 'state:subscribe' || name === 'state:get') return { ok: true, version, state: JSON.stringify({ best: version }) };
       return undefined;
@@ -129,7 +132,7 @@ describe(SchedulerConnection.name, () => {
     version = 7; // changed while the connection was down: no state:change reached us
     socket.receive('connect');
     await waitFor('the state taken again after the reconnect', () => (job.state as { best?: number }).best === 7);
-    expect(socket.sent.filter((message) => message.name === 'state:subscribe').map((message) => message.payload)).toEqual([{ jobId }, { jobId }]);
+    expect(socket.sent.filter((message) => message.name === 'state:subscribe').map((message) => message.payload)).toEqual([{ jobId, readToken }, { jobId, readToken }]);
     socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
     socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
     await running;
@@ -139,7 +142,7 @@ describe(SchedulerConnection.name, () => {
   it('settles a job from its REST status when a re-subscribe is refused', async () => {
     const { socket, compute } = setup();
     socket.answer = (name) => {
-      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r' };
+      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r', readToken };
       return { ok: false, code: 'ENOTFOUND', message: 'not live here' };
     };
     globalThis.fetch = jest.fn(async () =>
@@ -154,7 +157,7 @@ describe(SchedulerConnection.name, () => {
 
   it('ignores malformed events, with a warning', async () => {
     const { socket, compute } = setup();
-    socket.answer = () => ({ ok: true, jobId, total: 1, receipt: 'r' });
+    socket.answer = () => ({ ok: true, jobId, total: 1, receipt: 'r', readToken });
     const job = compute.for([1], (i: number) => i);
     const results = jest.fn();
     job.on('result', results);

@@ -14,6 +14,8 @@ import {
   Namespaces,
   OwnerRequestHeaders,
   OwnerRequestSchema,
+  ReadGrantSchema,
+  ReadTokenHeader,
   ResultsPageSchema,
   SignedKind,
   signRequest,
@@ -56,6 +58,8 @@ export interface JobEventSink {
 }
 
 export interface DeployAccepted {
+  /** The job's read capability (protocol ReadTokenSchema): what reads its status, results, events and state. */
+  readToken?: string;
   jobId: string;
   total: number;
   receipt: string;
@@ -77,9 +81,15 @@ export interface SchedulerLink {
   attach(jobId: string, sink: JobEventSink, options?: { results?: boolean }): void;
   /**
    * Follows a job deployed elsewhere (compute.resume): subscribes to its events (its results too
-   * unless `results` is false), delivers them to `sink`, and resolves with its status.
+   * unless `results` is false), delivers them to `sink`, and resolves with its status. Reads with
+   * the job's read token when this link knows one (its deploy, rememberReadToken), else with a
+   * read grant signed by `owner` (answered with a token kept for later reads).
    */
-  follow(jobId: string, sink: JobEventSink, results: boolean): Promise<JobStatus>;
+  follow(jobId: string, sink: JobEventSink, results: boolean, owner?: RequestSigner): Promise<JobStatus>;
+  /** Reads of `jobId` from now on carry `readToken` (one the job's owner handed on). */
+  rememberReadToken?(jobId: string, readToken: string): void;
+  /** The read token this link reads `jobId` with, if it has one. */
+  readTokenOf?(jobId: string): string | undefined;
   /** Starts pushing a followed job's results to `sink` (a `result` listener was added to a non-collating job). */
   wantResults(jobId: string, sink?: JobEventSink): void;
   /**
@@ -91,7 +101,8 @@ export interface SchedulerLink {
   /** Stops delivering the job's events to `sink` (to every sink when omitted). */
   detach(jobId: string, sink?: JobEventSink): void;
   jobAction(request: JobActionRequest): Promise<JobStatus>;
-  getStatus(jobId: string): Promise<JobStatus>;
+  /** GET /jobs/:id with the job's read token, else signed by `owner` when given (EPERM without either). */
+  getStatus(jobId: string, owner?: () => Promise<RequestSigner>): Promise<JobStatus>;
   getResultsPage(jobId: string, after: number, limit: number): Promise<ResultsPage>;
   /** spec "Shared State": a state event with an acknowledgement (see shared-state.ts); the raw reply. */
   stateRequest?(name: 'state:op' | 'state:get' | 'state:subscribe', payload: unknown): Promise<unknown>;
@@ -130,6 +141,8 @@ export class SchedulerConnection implements SchedulerLink {
   private readonly sinks = new Map<string, SinkHub>();
   /** Jobs whose state changes this connection asked for (state:subscribe): followed again after a reconnect. */
   private readonly followedStates = new Set<string>();
+  /** Each job's read token (from its deploy, a read grant or the program): sent with every read of the job. */
+  private readonly readTokens = new Map<string, string>();
   private readonly held = new Map<string, HeldEvent[]>();
   private heldCount = 0;
   private pendingDeploys = 0;
@@ -218,7 +231,7 @@ export class SchedulerConnection implements SchedulerLink {
     for (const jobId of this.sinks.keys()) {
       socket
         .timeout(this.options.ackTimeoutMs)
-        .emitWithAck('subscribe', this.sinks.get(jobId)?.wantsResults === false ? { jobId, results: false } : { jobId })
+        .emitWithAck('subscribe', { ...this.readAccessOf(jobId), ...(this.sinks.get(jobId)?.wantsResults === false ? { jobId, results: false } : { jobId }) })
         // A refused re-subscribe (the job is gone from the scheduler's live state) still leaves
         // its status readable over REST: settle the job from that rather than wait forever.
         .then(async (reply: unknown) => parseStatusReply(reply) ?? (await this.getStatus(jobId)))
@@ -240,7 +253,7 @@ export class SchedulerConnection implements SchedulerLink {
   private refollowState(socket: ClientSocket, jobId: string): void {
     socket
       .timeout(this.options.ackTimeoutMs)
-      .emitWithAck('state:subscribe', { jobId })
+      .emitWithAck('state:subscribe', { jobId, ...this.readAccessOf(jobId) })
       .then((raw: unknown) => {
         const reply = StateSnapshotReplySchema.safeParse(raw);
         if (reply.success && reply.data.ok) this.sinks.get(jobId)?.onStateChange(reply.data.version, reply.data.state);
@@ -294,7 +307,8 @@ export class SchedulerConnection implements SchedulerLink {
       if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed deploy reply: ${reply.error.message}`);
       if (!reply.data.ok) throw replyError(reply.data);
       accepted = true;
-      return { jobId: reply.data.jobId, total: reply.data.total, receipt: reply.data.receipt };
+      this.readTokens.set(reply.data.jobId, reply.data.readToken);
+      return { jobId: reply.data.jobId, total: reply.data.total, receipt: reply.data.receipt, readToken: reply.data.readToken };
     } finally {
       if (!accepted) {
         this.pendingDeploys--;
@@ -329,11 +343,34 @@ export class SchedulerConnection implements SchedulerLink {
     if (this.pendingDeploys === 0) this.clearHeld();
   }
 
-  async follow(jobId: string, sink: JobEventSink, results: boolean): Promise<JobStatus> {
+  rememberReadToken(jobId: string, readToken: string): void {
+    this.readTokens.set(jobId, readToken);
+  }
+
+  readTokenOf(jobId: string): string | undefined {
+    return this.readTokens.get(jobId);
+  }
+
+  /** What a socket read of the job carries: its read token when known. */
+  private readAccessOf(jobId: string): { readToken?: string } {
+    const readToken = this.readTokens.get(jobId);
+    return readToken === undefined ? {} : { readToken };
+  }
+
+  /** The owner's signed read grant (protocol ReadGrantSchema, kind read-grant). */
+  private async readGrant(jobId: string, owner: RequestSigner): Promise<{ grant: { request: unknown; signature: string } }> {
+    const request = ReadGrantSchema.parse({ jobId, owner: await owner.getAddress(), nonce: newId('n'), expiresAt: Date.now() + Limits.maxSignatureLifetimeMs / 2 });
+    return { grant: { request, signature: await signRequest(owner, SignedKind.readGrant, request) } };
+  }
+
+  async follow(jobId: string, sink: JobEventSink, results: boolean, owner?: RequestSigner): Promise<JobStatus> {
     const hub = this.hubOf(jobId);
     hub.members.set(sink, results);
     try {
-      const raw = await this.request<unknown>('subscribe', hub.wantsResults ? { jobId } : { jobId, results: false });
+      const access = this.readTokens.has(jobId) || !owner ? this.readAccessOf(jobId) : await this.readGrant(jobId, owner);
+      const raw = await this.request<unknown>('subscribe', { ...access, ...(hub.wantsResults ? { jobId } : { jobId, results: false }) });
+      const granted = (raw as { readToken?: unknown } | null)?.readToken;
+      if (typeof granted === 'string') this.readTokens.set(jobId, granted);
       const status = parseStatusReply(raw);
       if (status) return status;
       const error = ErrorReplySchema.safeParse(raw);
@@ -352,7 +389,7 @@ export class SchedulerConnection implements SchedulerLink {
     if (before || !hub.wantsResults || !this.socket?.connected) return;
     // Best effort: a lost subscribe is repeated with `results` on the next reconnect.
     const emitter = this.socket.timeout(this.options.ackTimeoutMs) as unknown as { emitWithAck(name: string, payload: unknown): Promise<unknown> };
-    emitter.emitWithAck('subscribe', { jobId }).catch(() => undefined);
+    emitter.emitWithAck('subscribe', { jobId, ...this.readAccessOf(jobId) }).catch(() => undefined);
   }
 
   detach(jobId: string, sink?: JobEventSink): void {
@@ -389,31 +426,37 @@ export class SchedulerConnection implements SchedulerLink {
     }
     this.pendingActions++;
     try {
-      return await this.request<unknown>(name, payload);
+      // Reads carry the job's read token; operations are signed by the owner instead.
+      const jobId = (payload as { jobId?: unknown } | null)?.jobId;
+      const withAccess = name !== 'state:op' && typeof jobId === 'string' ? { ...(payload as object), ...this.readAccessOf(jobId) } : payload;
+      return await this.request<unknown>(name, withAccess);
     } finally {
       this.pendingActions--;
       this.release();
     }
   }
 
-  async getStatus(jobId: string): Promise<JobStatus> {
-    return JobStatusSchema.parse(await this.getJson(`jobs/${encodeURIComponent(jobId)}`));
+  async getStatus(jobId: string, owner?: () => Promise<RequestSigner>): Promise<JobStatus> {
+    return JobStatusSchema.parse(await this.readJob(jobId, `jobs/${encodeURIComponent(jobId)}`, owner));
   }
 
   async getResultsPage(jobId: string, after: number, limit: number): Promise<ResultsPage> {
     const query = new URLSearchParams({ after: String(after), limit: String(limit) });
-    const page = ResultsPageSchema.safeParse(await this.getJson(`jobs/${encodeURIComponent(jobId)}/results?${query}`));
+    const page = ResultsPageSchema.safeParse(await this.readJob(jobId, `jobs/${encodeURIComponent(jobId)}/results?${query}`));
     if (!page.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed results page: ${page.error.message}`);
     return page.data;
   }
 
-  private async getJson(relative: string): Promise<unknown> {
-    return this.rest('GET', relative);
+  /** A GET of one of the job's reads: with its read token, else signed by its owner, else bare (the scheduler answers EPERM). */
+  private async readJob(jobId: string, relative: string, owner?: () => Promise<RequestSigner>): Promise<unknown> {
+    const readToken = this.readTokens.get(jobId);
+    if (readToken !== undefined) return this.rest('GET', relative, undefined, undefined, { [ReadTokenHeader]: readToken });
+    return this.rest('GET', relative, owner ? await owner() : undefined);
   }
 
-  async rest(method: 'GET' | 'DELETE' | 'POST', relative: string, signer?: RequestSigner, payload?: unknown): Promise<unknown> {
+  async rest(method: 'GET' | 'DELETE' | 'POST', relative: string, signer?: RequestSigner, payload?: unknown, extraHeaders: Record<string, string> = {}): Promise<unknown> {
     const url = new URL(relative, this.url);
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (signer) {
       // Signed over the path and query exactly as they go on the wire (protocol OwnerRequestSchema).
       const signed = OwnerRequestSchema.parse({

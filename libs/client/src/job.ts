@@ -352,6 +352,13 @@ export class Job extends EventEmitter {
   id: string | undefined;
   /** The scheduler's receipt for the deploy. */
   receipt: string | undefined;
+  /**
+   * The job's read capability from the deploy reply (absent for local runs and resumed jobs): who
+   * holds it may read the job's status, results, events and state (header x-commune-read-token on
+   * GET /jobs/:id and /jobs/:id/results, `readToken` in subscribe and state reads). The job id alone
+   * reads nothing.
+   */
+  readToken: string | undefined;
   readonly status: JobStatusView = { runStatus: 'new', total: undefined, distributed: 0, computed: 0 };
   public: JobPublic = {};
   requirements: Record<string, unknown> = {};
@@ -733,6 +740,7 @@ export class Job extends EventEmitter {
       run.link = link;
       this.id = accepted.jobId;
       this.receipt = accepted.receipt;
+      this.readToken = accepted.readToken;
       this.status.total = accepted.total;
       this.status.runStatus = 'running';
       let sink!: JobEventSink;
@@ -819,7 +827,7 @@ export class Job extends EventEmitter {
       });
       this.#endSink = sink;
       this.#setReadyState('listeners');
-      const status = await link.follow(jobId, sink, this.collateResults || this.listenerCount('result') > 0);
+      const status = await link.follow(jobId, sink, this.collateResults || this.listenerCount('result') > 0, signer);
       following = true;
       attached();
       this.#setReadyState('deployed');
@@ -1416,6 +1424,7 @@ export class Job extends EventEmitter {
       run.jobId = newId('j');
       this.id = run.jobId;
       this.receipt = undefined;
+      this.readToken = undefined;
       if (prepared.total === 0) return await this.#finish(run, { runStatus: 'finished', total: 0, distributed: 0, computed: 0, failure: null });
       this.status.total = prepared.total;
       this.status.runStatus = 'running';

@@ -53,6 +53,9 @@ async function deployedAndPaused(fundsRequiredDcc = '1.5') {
   return { link, compute, job, enofunds, first, sink };
 }
 
+/** A read token as the scheduler hands one out with a deploy. */
+const readToken = 'ab'.repeat(32);
+
 describe('ENOFUNDS', () => {
   it('rejects exec() with ENOFUNDS (details.fundsRequired in DCC), emits ENOFUNDS (fundsRequired, error) and lets go of the job', async () => {
     const { link, job, enofunds, first } = await deployedAndPaused('1.5');
@@ -292,7 +295,7 @@ describe('ENOFUNDS through a SchedulerConnection', () => {
           if (name === 'deploy') {
             // The scheduler announces the pause right after the deploy: it beats the ack here.
             socket.receive('job:status', pausedForFunds('1.5'));
-            return { ok: true, jobId, total: 2, receipt: 'r' };
+            return { ok: true, jobId, total: 2, receipt: 'r', readToken };
           }
           if (name === 'subscribe') return { ok: true, status: pausedForFunds('1.5') };
           if (name === 'job:action') {

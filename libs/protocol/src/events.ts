@@ -1,6 +1,6 @@
 import type {
   DeployReply, DeployRequest, ErrorReply, JobActionRequest, JobConsoleEvent, JobCustomEvent, JobEndEvent,
-  JobResultsEvent, JobSliceErrorEvent, JobStatus, SubscribeReply, TaskGrant, TaskRequest, TaskResults, TaskResultsAck, TaskReturn,
+  ClientStateRead, JobResultsEvent, JobSliceErrorEvent, JobStatus, SubscribeReply, SubscribeRequest, TaskGrant, TaskRequest, TaskResults, TaskResultsAck, TaskReturn,
   WorkerEvents,
 } from './schemas.js';
 import type {
@@ -15,15 +15,16 @@ type Ack<T> = (reply: T) => void;
 /** Events a client sends to the scheduler (`/client`). Every payload is parsed with its schema. */
 export interface ClientToSchedulerEvents {
   deploy: (request: DeployRequest, ack: Ack<DeployReply>) => void;
-  subscribe: (request: { jobId: string; results?: boolean }, ack: Ack<SubscribeReply>) => void;
+  /** Needs the job's read token or the owner's signed grant. */
+  subscribe: (request: SubscribeRequest, ack: Ack<SubscribeReply>) => void;
   unsubscribe: (request: { jobId: string }) => void;
   'job:action': (request: JobActionRequest, ack: Ack<({ ok: true } & { status: JobStatus }) | ErrorReply>) => void;
   /** spec "Synchronization" from the client: job.state.set / testAndSet / increment, signed by the owner. */
   'state:op': (request: ClientStateOperationRequest, ack: Ack<StateOperationReply>) => void;
-  /** The job's current state (the job id is the capability, as for subscribe). */
-  'state:get': (request: { jobId: string }, ack: Ack<StateSnapshotReply>) => void;
+  /** The job's current state (with the job's read token or the owner's signed grant, as for subscribe). */
+  'state:get': (request: ClientStateRead, ack: Ack<StateSnapshotReply>) => void;
   /** Start / stop receiving `state:change` of a job (a `change` listener on the job handle). */
-  'state:subscribe': (request: { jobId: string }, ack: Ack<StateSnapshotReply>) => void;
+  'state:subscribe': (request: ClientStateRead, ack: Ack<StateSnapshotReply>) => void;
   'state:unsubscribe': (request: { jobId: string }) => void;
 }
 

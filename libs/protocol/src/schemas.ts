@@ -327,11 +327,28 @@ export type SliceOutcome = z.infer<typeof SliceOutcomeSchema>;
 
 // ---------------------------------------------------------------- worker <-> scheduler
 
+/**
+ * Bounds of a worker's declared capabilities (spec "Requirements Objects"): at most `maxDepth`
+ * levels of plain objects whose leaves are booleans, numbers, short strings or null, `maxKeys`
+ * members per object. Declared, never verified: the scheduler uses them only to match job
+ * requirements (a worker lying about them gets work it cannot run, which fails as counted slice
+ * errors, or gives wrong results to the job that asked for them); pay never depends on them.
+ */
+export const WorkerCapabilityLimits = { maxKeys: 64, maxKeyChars: 64, maxStringChars: 256, maxDepth: 3 } as const;
+const CapabilityKeySchema = z.string().min(1).max(WorkerCapabilityLimits.maxKeyChars);
+const CapabilityLeafSchema = z.union([z.boolean(), z.number(), z.string().max(WorkerCapabilityLimits.maxStringChars), z.null()]);
+const fewKeys = (value: Record<string, unknown>) => Object.keys(value).length <= WorkerCapabilityLimits.maxKeys;
+const capabilityObject = <T extends z.ZodType>(member: T) =>
+  z.record(CapabilityKeySchema, member).refine(fewKeys, `at most ${WorkerCapabilityLimits.maxKeys} members`);
+export const WorkerCapabilitiesSchema = capabilityObject(
+  z.union([CapabilityLeafSchema, capabilityObject(z.union([CapabilityLeafSchema, capabilityObject(CapabilityLeafSchema)]))]),
+);
+
 export const WorkerHelloSchema = z.object({
   workerId: z.string().min(8).max(100),
   earnings: AddressSchema.optional(),
   sandboxes: z.number().int().positive().max(1024),
-  capabilities: z.record(z.string(), z.unknown()).default({}),
+  capabilities: WorkerCapabilitiesSchema.default({}),
   version: z.string().default('0'),
   /** The least DCC per slice this worker works for: it is never given a job that offers less. */
   minWage: z.string().regex(/^\d+(\.\d+)?$/).default('0'),
@@ -366,8 +383,10 @@ export type TaskResultsAck = z.infer<typeof TaskResultsAckSchema>;
 export const TaskReturnSchema = z.object({ taskId: TaskIdSchema, jobId: JobIdSchema, sliceIndexes: z.array(SliceIndexSchema).max(Limits.maxSlicesPerTask) });
 export type TaskReturn = z.infer<typeof TaskReturnSchema>;
 
+/** Console and custom events of slices; each is taken only if its slice is leased to the sending worker (in `taskId` when given). */
 export const WorkerEventsSchema = z.object({
   jobId: JobIdSchema,
+  taskId: TaskIdSchema.optional(),
   console: z.array(ConsoleEntrySchema).max(10_000).default([]),
   custom: z.array(CustomEventSchema).max(10_000).default([]),
 });
@@ -375,19 +394,60 @@ export type WorkerEvents = z.infer<typeof WorkerEventsSchema>;
 
 // ---------------------------------------------------------------- client <-> scheduler
 
-/** `results: false` joins the job's events without its results (a non-collating job with no `result` listener). */
-export const SubscribeRequestSchema = z.object({ jobId: JobIdSchema, results: z.boolean().optional() });
+// ---------------------------------------------------------------- reading a job (read capabilities)
+// The job id is a name, not a key: reading a job's status, results, events or state needs its
+// read token (a capability the deploy reply hands the owner, and the owner may hand on) or the
+// owner's signature. The scheduler keeps only each token's sha256.
+
+/** A job's read token: 32 random bytes as 64 lowercase hex digits. */
+export const ReadTokenSchema = z.string().regex(/^[0-9a-f]{64}$/, 'not a read token');
+/** The HTTP header that carries a read token on GET /jobs/:id and GET /jobs/:id/results. */
+export const ReadTokenHeader = 'x-commune-read-token';
+
+/**
+ * The owner's signed request for a new read token of its job (kind read-grant): how
+ * compute.resume(id) follows a job deployed elsewhere. Single-use (nonce), short-lived.
+ */
+export const ReadGrantSchema = z.object({
+  jobId: JobIdSchema,
+  owner: AddressSchema,
+  nonce: z.string().min(8).max(100),
+  expiresAt: z.number().int(),
+});
+export type ReadGrant = z.infer<typeof ReadGrantSchema>;
+export const SignedReadGrantSchema = z.object({ request: ReadGrantSchema, signature: z.string().max(200) });
+export type SignedReadGrant = z.infer<typeof SignedReadGrantSchema>;
+
+/** How a client proves it may read a job: its read token, or the owner's signed grant. */
+const jobReadAccess = { readToken: ReadTokenSchema.optional(), grant: SignedReadGrantSchema.optional() };
+export interface JobReadAccess {
+  readToken?: string;
+  grant?: SignedReadGrant;
+}
+
+/**
+ * `results: false` joins the job's events without its results (a non-collating job with no
+ * `result` listener). Needs `readToken` or `grant`; a grant is answered with a new read token.
+ */
+export const SubscribeRequestSchema = z.object({ jobId: JobIdSchema, results: z.boolean().optional(), ...jobReadAccess });
+export type SubscribeRequest = z.infer<typeof SubscribeRequestSchema>;
+export const UnsubscribeRequestSchema = z.object({ jobId: JobIdSchema });
+
+/** Client -> scheduler `state:get` / `state:subscribe`: the job's shared state, with the same read access as subscribe. */
+export const ClientStateReadSchema = z.object({ jobId: JobIdSchema, ...jobReadAccess });
+export type ClientStateRead = z.infer<typeof ClientStateReadSchema>;
 
 /** An acknowledgement: either ok with data or an error with a code. */
 export const ErrorReplySchema = z.object({ ok: z.literal(false), code: z.string(), message: z.string() });
 export type ErrorReply = z.infer<typeof ErrorReplySchema>;
 
-export const SubscribeReplySchema = z.union([z.object({ ok: z.literal(true), status: JobStatusSchema }), ErrorReplySchema]);
+export const SubscribeReplySchema = z.union([z.object({ ok: z.literal(true), status: JobStatusSchema, readToken: ReadTokenSchema.optional() }), ErrorReplySchema]);
 export type SubscribeReply = z.infer<typeof SubscribeReplySchema>;
 export type Reply<T> = ({ ok: true } & T) | ErrorReply;
 
 export const DeployReplySchema = z.union([
-  z.object({ ok: z.literal(true), jobId: JobIdSchema, total: z.number().int().nonnegative(), receipt: z.string() }),
+  /** `readToken`: the job's read capability (see ReadTokenSchema); keep it to read the job later. */
+  z.object({ ok: z.literal(true), jobId: JobIdSchema, total: z.number().int().nonnegative(), receipt: z.string(), readToken: ReadTokenSchema }),
   ErrorReplySchema,
 ]);
 export type DeployReply = z.infer<typeof DeployReplySchema>;

@@ -2,21 +2,22 @@ import { Logger } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { Socket } from 'socket.io';
 import {
-  DeployRequestSchema, JobActionRequestSchema, Namespaces, SubscribeRequestSchema,
+  DeployRequestSchema, JobActionRequestSchema, Namespaces, SubscribeRequestSchema, UnsubscribeRequestSchema,
   type ClientToSchedulerEvents, type SchedulerToClientEvents,
 } from '@commune/protocol';
+import { ReadAccess } from '../auth/read-access.js';
 import { handle } from '../common-replies.js';
 import { JobEvents, jobResultsRoom, jobRoom, type ClientNamespace } from './job-events.js';
 import { JobsService } from './jobs.service.js';
 
 type ClientSocket = Socket<ClientToSchedulerEvents, SchedulerToClientEvents>;
 
-/** `/client`: deploy, subscribe to a job's events, signed job actions. Thin: parse, call, reply. */
+/** `/client`: deploy, subscribe to a job's events (with its read token or the owner's grant), signed job actions. Thin: parse, call, reply. */
 @WebSocketGateway({ namespace: Namespaces.client })
 export class ClientGateway implements OnGatewayInit, OnGatewayConnection {
   private readonly logger = new Logger(ClientGateway.name);
 
-  constructor(private readonly jobs: JobsService, private readonly events: JobEvents) {}
+  constructor(private readonly jobs: JobsService, private readonly events: JobEvents, private readonly readAccess: ReadAccess) {}
 
   afterInit(namespace: ClientNamespace): void {
     this.events.attach(namespace);
@@ -30,12 +31,14 @@ export class ClientGateway implements OnGatewayInit, OnGatewayConnection {
       setImmediate(() => this.events.accepted(deployed.jobId, deployed.total));
       return { ok: true as const, ...deployed };
     });
-    handle(socket, 'subscribe', SubscribeRequestSchema, async ({ jobId, results }) => {
+    handle(socket, 'subscribe', SubscribeRequestSchema, async (request) => {
+      const { jobId, results } = request;
+      const granted = await this.readAccess.authorize(jobId, request, { mint: true });
       const status = await this.jobs.status(jobId);
       await socket.join(results === false ? jobRoom(jobId) : [jobRoom(jobId), jobResultsRoom(jobId)]);
-      return { ok: true as const, status };
+      return { ok: true as const, status, ...granted };
     });
-    handle(socket, 'unsubscribe', SubscribeRequestSchema, async ({ jobId }) => {
+    handle(socket, 'unsubscribe', UnsubscribeRequestSchema, async ({ jobId }) => {
       await socket.leave(jobRoom(jobId));
       await socket.leave(jobResultsRoom(jobId));
       return { ok: true as const };

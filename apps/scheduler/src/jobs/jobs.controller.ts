@@ -3,16 +3,17 @@ import {
   JobIdSchema, OwnerJobsQuerySchema, ResultsPageQuerySchema, type JobInfo, type JobStatus, type OwnerJobs, type ResultsPage,
 } from '@commune/protocol';
 import { OwnerAuth, type SignedHttpRequest } from '../auth/owner-auth.service.js';
+import { ReadAccess } from '../auth/read-access.js';
 import { JobsService } from './jobs.service.js';
 
 /**
- * REST: job status and paged results, readable with the job id (~100 random bits) as the
- * capability; the owner's queries (job list, job info) need an owner-signed request
- * (protocol OwnerRequestSchema).
+ * REST: job status and paged results, readable with the job's read token (header
+ * x-commune-read-token) or an owner-signed request; the owner's queries (job list, job info) need
+ * an owner-signed request (protocol OwnerRequestSchema). The job id alone reads nothing.
  */
 @Controller('jobs')
 export class JobsController {
-  constructor(private readonly jobs: JobsService, private readonly auth: OwnerAuth) {}
+  constructor(private readonly jobs: JobsService, private readonly auth: OwnerAuth, private readonly readAccess: ReadAccess) {}
 
   /** spec compute.status form 2: GET /jobs?owner=0x..&from=ms&to=ms&limit=n, signed by that owner. */
   @Get()
@@ -29,14 +30,17 @@ export class JobsController {
   }
 
   @Get(':id')
-  async status(@Param('id') id: string): Promise<JobStatus> {
-    return this.jobs.status(JobIdSchema.parse(id));
+  async status(@Req() request: SignedHttpRequest, @Param('id') id: string): Promise<JobStatus> {
+    const jobId = JobIdSchema.parse(id);
+    await this.readAccess.authorizeHttp(jobId, request);
+    return this.jobs.status(jobId);
   }
 
   @Get(':id/results')
-  async results(@Param('id') id: string, @Query() query: Record<string, string>): Promise<ResultsPage> {
+  async results(@Req() request: SignedHttpRequest, @Param('id') id: string, @Query() query: Record<string, string>): Promise<ResultsPage> {
     const jobId = JobIdSchema.parse(id);
     const { after, limit } = ResultsPageQuerySchema.parse(query);
+    await this.readAccess.authorizeHttp(jobId, request);
     return { jobId, ...(await this.jobs.resultsPage(jobId, after, limit)) };
   }
 }

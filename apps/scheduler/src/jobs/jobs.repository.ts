@@ -70,10 +70,13 @@ export interface ResultBatchOutcome {
 export class JobsRepository {
   constructor(private readonly prisma: PrismaService) {}
 
-  /** Stores a new job; false when (owner, nonce) was used before (a replayed deploy). */
+  /**
+   * Stores a new job with its first read token's hash (one statement); false when (owner, nonce)
+   * was used before (a replayed deploy).
+   */
   async create(
     id: string, spec: JobSpec, workHash: string, total: number, signature: string, meanInputBytes = 0, appliance: JobAppliance | null = null,
-    computeGroups: readonly string[] = [],
+    computeGroups: readonly string[] = [], readTokenHash: string | null = null,
   ): Promise<boolean> {
     const modules = spec.modules ? moduleTableOf(spec.modules) : undefined;
     if (spec.modules && modules) {
@@ -86,13 +89,18 @@ export class JobsRepository {
     // One raw statement (deploy is on the latency path; the ORM's create costs a few ms more).
     const json = (value: unknown) => (value === undefined || value === null ? null : JSON.stringify(value));
     const rows = await this.prisma.pool.query(
-      `INSERT INTO jobs (id, owner, work_hash, work, arguments, input_set, requirements, public, slice_payment_offer, collate_results, total, nonce,
-         signature, mean_input_bytes, appliance, modules, compute_groups)
-       VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, $9::numeric, $10, $11::bigint, $12, $13, $14, $15::jsonb, $16::jsonb, $17::text[])
-       ON CONFLICT (owner, nonce) DO NOTHING RETURNING id`,
+      `WITH job AS (
+         INSERT INTO jobs (id, owner, work_hash, work, arguments, input_set, requirements, public, slice_payment_offer, collate_results, total, nonce,
+           signature, mean_input_bytes, appliance, modules, compute_groups)
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, $9::numeric, $10, $11::bigint, $12, $13, $14, $15::jsonb, $16::jsonb, $17::text[])
+         ON CONFLICT (owner, nonce) DO NOTHING RETURNING id
+       ), token AS (
+         INSERT INTO job_read_tokens (token_hash, job_id) SELECT $18, id FROM job WHERE $18::text IS NOT NULL
+       )
+       SELECT id FROM job`,
       [
         id, spec.owner, workHash, spec.work, json(spec.arguments), json(spec.inputSet), json(spec.requirements), json(spec.public), spec.slicePaymentOffer,
-        spec.collateResults, total, spec.nonce, signature, meanInputBytes, json(appliance), json(modules), [...computeGroups],
+        spec.collateResults, total, spec.nonce, signature, meanInputBytes, json(appliance), json(modules), [...computeGroups], readTokenHash,
       ],
     );
     return (rows.rowCount ?? 0) > 0;

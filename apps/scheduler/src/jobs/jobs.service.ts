@@ -3,6 +3,7 @@ import {
   CommuneError, ErrorCode, hashOf, JobActionSchema, Limits, newId, SignedKind, type DeployRequest, type JobAction,
   type JobInfo, type JobStatus, type RunStatus, type SliceResult,
 } from '@commune/protocol';
+import { newReadToken, ReadAccess } from '../auth/read-access.js';
 import { SignedRequests } from '../auth/signed-requests.js';
 import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
@@ -38,10 +39,11 @@ export class JobsService {
     private readonly computeGroups: ComputeGroupsService,
     private readonly state: StateService,
     private readonly signed: SignedRequests,
+    private readonly readAccess: ReadAccess,
   ) {}
 
-  /** Verifies, checks limits, stores and opens a job for dispatch. */
-  async deploy(request: DeployRequest, onStored: (jobId: string) => void = () => {}): Promise<{ jobId: string; total: number; receipt: string }> {
+  /** Verifies, checks limits, stores and opens a job for dispatch; the reply carries the job's first read token. */
+  async deploy(request: DeployRequest, onStored: (jobId: string) => void = () => {}): Promise<{ jobId: string; total: number; receipt: string; readToken: string }> {
     const { job: spec, signature } = request;
     // Single-use through the (owner, nonce) row below: a resent deploy gets its first answer.
     await this.signed.verify({ kind: SignedKind.deploy, payload: spec, signature, signer: spec.owner, expiresAt: spec.expiresAt });
@@ -58,14 +60,17 @@ export class JobsService {
     const appliance = spec.appliance ? await this.appliances.jobOrigin(spec.appliance, spec.work) : null;
     // Compute groups: every credential must hold (ENOTFOUND / EPERM), or the job is not deployed at all.
     const computeGroups = await this.computeGroups.join(spec.computeGroups ?? []);
-    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet), appliance, computeGroups);
+    const readToken = newReadToken();
+    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet), appliance, computeGroups, readToken.hash);
     if (!stored) {
       // A resent deploy (the client lost our ack) gets the first answer; another job reusing the
       // nonce is a replay.
       const first = await this.jobs.findByNonce(spec.owner, spec.nonce);
       if (!first || first.signature !== signature) throw new CommuneError(ErrorCode.EREPLAY, 'this nonce was already used by another deploy of this owner');
+      // Only the token's hash was kept: the resent deploy (signed by the owner, unexpired) gets a new one.
+      const again = await this.readAccess.issue(first.id);
       onStored(first.id);
-      return { jobId: first.id, total: first.total, receipt: hashOf({ jobId: first.id, signature }) };
+      return { jobId: first.id, total: first.total, receipt: hashOf({ jobId: first.id, signature }), readToken: again };
     }
     // spec "Shared State": job.state as it was at exec(); stored before any worker can see the job.
     await this.state.initialize(jobId, spec.state);
@@ -87,7 +92,7 @@ export class JobsService {
     } else {
       this.workers.workAvailable();
     }
-    return { jobId, total, receipt: hashOf({ jobId, signature }) };
+    return { jobId, total, receipt: hashOf({ jobId, signature }), readToken: readToken.token };
   }
 
   async status(jobId: string): Promise<JobStatus> {

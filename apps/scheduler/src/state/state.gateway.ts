@@ -1,9 +1,10 @@
 import { type OnGatewayConnection, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { Namespace, Socket } from 'socket.io';
 import {
-  ClientStateOperationRequestSchema, CommuneError, ErrorCode, Namespaces, StateSubscriptionSchema, WorkerStateOperationSchema,
+  ClientStateOperationRequestSchema, ClientStateReadSchema, CommuneError, ErrorCode, Namespaces, StateSubscriptionSchema, WorkerStateOperationSchema,
   type ClientToSchedulerEvents, type SchedulerToClientEvents, type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
+import { ReadAccess } from '../auth/read-access.js';
 import { handle } from '../common-replies.js';
 import { jobStateRoom, StateEvents, workerStateRoom } from './state-events.js';
 import { StateService } from './state.service.js';
@@ -12,10 +13,13 @@ type ClientSocket = Socket<ClientToSchedulerEvents, SchedulerToClientEvents>;
 /** The worker gateway (dispatch/) sets `leaseOwner` when the connection is accepted. */
 type WorkerSocket = Socket<WorkerToSchedulerEvents, SchedulerToWorkerEvents, Record<string, never>, { leaseOwner?: string }>;
 
-/** `/client` state events: signed operations, reads, change subscriptions. Thin: parse, call, reply. */
+/**
+ * `/client` state events: signed operations, reads and change subscriptions (with the job's read
+ * token or the owner's signed grant). Thin: parse, call, reply.
+ */
 @WebSocketGateway({ namespace: Namespaces.client })
 export class StateClientGateway implements OnGatewayInit, OnGatewayConnection {
-  constructor(private readonly state: StateService, private readonly events: StateEvents) {}
+  constructor(private readonly state: StateService, private readonly events: StateEvents, private readonly readAccess: ReadAccess) {}
 
   afterInit(namespace: Namespace<ClientToSchedulerEvents, SchedulerToClientEvents>): void {
     this.events.attachClients(namespace);
@@ -23,8 +27,13 @@ export class StateClientGateway implements OnGatewayInit, OnGatewayConnection {
 
   handleConnection(socket: ClientSocket): void {
     handle(socket, 'state:op', ClientStateOperationRequestSchema, ({ request, signature }) => this.state.fromOwner(request, signature));
-    handle(socket, 'state:get', StateSubscriptionSchema, async ({ jobId }) => ({ ok: true as const, ...(await this.state.snapshot(jobId)) }));
-    handle(socket, 'state:subscribe', StateSubscriptionSchema, async ({ jobId }) => {
+    handle(socket, 'state:get', ClientStateReadSchema, async (request) => {
+      await this.readAccess.authorize(request.jobId, request, { mint: false });
+      return { ok: true as const, ...(await this.state.snapshot(request.jobId)) };
+    });
+    handle(socket, 'state:subscribe', ClientStateReadSchema, async (request) => {
+      const { jobId } = request;
+      await this.readAccess.authorize(jobId, request, { mint: false });
       // Joined before reading, so no change can fall between the snapshot and the first event.
       await socket.join(jobStateRoom(jobId));
       return { ok: true as const, ...(await this.state.snapshot(jobId)) };
