@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Signer } from 'ethers';
-import { SignedKind, signRequest, type DeployRequest, type JobSpecInput, JobSpecSchema } from '@commune/protocol';
+import { SignedKind, signDeploy, signRequest, type DeployRequest, type JobSpecInput, JobSpecSchema } from '@commune/protocol';
 
 /** A job action (cancel, pause, resume, escrow) signed as the SDK signs it. */
 export async function signedAction(wallet: Signer, request: Record<string, unknown>): Promise<{ request: Record<string, unknown>; signature: string }> {
@@ -18,7 +18,7 @@ export async function signedDeploy(wallet: Signer, spec: Partial<JobSpecInput> &
     expiresAt: now + 60_000,
     ...spec,
   });
-  return { job, signature: await signRequest(wallet, SignedKind.deploy, job) };
+  return { job, signature: await signDeploy(wallet, job) };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { jest } from '@jest/globals';
-import { ApplianceSpecSchema, CommuneError, hashOf, recoverRequestSigner, SignedKind, type ApplianceVersionInfo } from '@commune/protocol';
+import { ApplianceSpecSchema, CommuneError, hashOf, deploySigningPayload, recoverRequestSigner, SignedKind, type ApplianceVersionInfo } from '@commune/protocol';
 import { Appliance } from './appliance.js';
 import { createCompute } from './compute.js';
 import { contextFor, FakeLink, testWallet } from './test-support.js';
@@ -111,7 +111,7 @@ describe(Appliance.name, () => {
     expect(link.deploys).toHaveLength(1);
     const { job: spec, signature } = link.deploys[0]!;
     expect(spec).toMatchObject({ work: squareSource, appliance: { versionId, function: 'square' } });
-    expect(recoverRequestSigner(SignedKind.deploy, spec, signature)).toBe(testWallet.address);
+    expect(recoverRequestSigner(SignedKind.deploy, deploySigningPayload(spec), signature)).toBe(testWallet.address);
   });
 
   it('an unknown function is ENOTFOUND; a source that does not match its published hash is refused', async () => {

@@ -1,6 +1,6 @@
 import { inspect } from 'node:util';
 import { jest } from '@jest/globals';
-import { ErrorCode, type DeployRequest } from '@commune/protocol';
+import { ErrorCode, Limits, recoverRequestSigner, SignedKind, type DeployRequest } from '@commune/protocol';
 import { createCompute } from './compute.js';
 import { SchedulerConnection } from './connection.js';
 import { FakeSocket, jobStatus, testWallet, waitFor } from './test-support.js';
@@ -153,6 +153,54 @@ describe(SchedulerConnection.name, () => {
     await waitFor('the deploy to be acknowledged', () => job.id === jobId);
     socket.receive('connect');
     await expect(running).rejects.toEqual(codeMatching(ErrorCode.ETOOMANYERRORS));
+  });
+
+  it('refuses a deploy larger than one message (ETOOBIG) before sending anything', async () => {
+    const { socket, connection } = setup();
+    const big = { job: { work: 'x'.repeat(Limits.maxMessageBytes) }, signature: '0x00' } as unknown as DeployRequest;
+    await expect(connection.deploy(big)).rejects.toEqual(codeMatching(ErrorCode.ETOOBIG));
+    expect(socket.sent).toEqual([]);
+  });
+
+  it('reads a job it deployed with its read token: REST header, subscribe after a reconnect, state reads', async () => {
+    const { socket, compute } = setup();
+    socket.answer = (name) => {
+      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r', readToken };
+      if (name === 'subscribe') return { ok: true, status: jobStatus(jobId) };
+      return { ok: true, version: 0, state: '{}' };
+    };
+    const headers: Array<Record<string, string>> = [];
+    globalThis.fetch = jest.fn(async (url: string | URL | Request, init?: RequestInit) => {
+      headers.push({ ...(init?.headers as Record<string, string>) });
+      const body = String(url).includes('/results') ? { jobId, results: [], nextAfter: null } : jobStatus(jobId);
+      return new Response(JSON.stringify(body), { status: 200 });
+    }) as typeof fetch;
+    const job = compute.for([1], (i: number) => i);
+    const running = job.exec();
+    await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+    expect(job.readToken).toBe(readToken);
+    socket.receive('connect');
+    await waitFor('the re-subscribe', () => socket.sent.some((message) => message.name === 'subscribe'));
+    expect(socket.sent.find((message) => message.name === 'subscribe')?.payload).toEqual({ jobId, readToken });
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
+    socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
+    await running;
+    expect(socket.sent.find((message) => message.name === 'state:get')?.payload).toEqual({ jobId, readToken });
+    await compute.status(jobId);
+    expect(headers.at(-1)).toMatchObject({ 'x-commune-read-token': readToken });
+  });
+
+  it('follows a job it has no token for with the owner\'s signed read grant, and reads with the token it is given', async () => {
+    const { socket, connection } = setup();
+    const granted = 'cd'.repeat(32);
+    socket.answer = (name) => (name === 'subscribe' ? { ok: true, status: jobStatus(jobId), readToken: granted } : undefined);
+    const sink = { onStatus: () => undefined, onResults: () => undefined, onConsole: () => undefined, onCustom: () => undefined, onSliceError: () => undefined, onEnd: () => undefined };
+    await connection.follow(jobId, sink, true, testWallet);
+    const { grant } = socket.sent.find((message) => message.name === 'subscribe')!.payload as { grant: { request: { jobId: string; owner: string }; signature: string } };
+    expect(grant.request).toMatchObject({ jobId, owner: testWallet.address });
+    expect(recoverRequestSigner(SignedKind.readGrant, grant.request, grant.signature)).toBe(testWallet.address);
+    expect(connection.readTokenOf(jobId)).toBe(granted);
+    connection.detach(jobId, sink);
   });
 
   it('ignores malformed events, with a warning', async () => {

@@ -299,6 +299,12 @@ export class SchedulerConnection implements SchedulerLink {
   // ------------------------------------------------------------------ SchedulerLink
 
   async deploy(request: DeployRequest): Promise<DeployAccepted> {
+    // One message carries at most maxMessageBytes; the scheduler's transport would drop a larger
+    // one without an answer. Said here, before anything is sent.
+    const bytes = Buffer.byteLength(JSON.stringify(request));
+    if (bytes > Limits.maxMessageBytes) {
+      throw new CommuneError(ErrorCode.ETOOBIG, `the deploy is ${bytes} bytes as JSON; one message carries at most ${Limits.maxMessageBytes} (maxMessageBytes): describe large input sets with a range or split the job`);
+    }
     this.pendingDeploys++;
     let accepted = false;
     try {

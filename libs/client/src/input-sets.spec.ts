@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import { ErrorCode, JobSpecSchema, recoverRequestSigner, SignedKind } from '@commune/protocol';
+import { ErrorCode, JobSpecSchema, deploySigningPayload, recoverRequestSigner, SignedKind } from '@commune/protocol';
 import { Distribution, MultiRangeObject, SparseRangeObject, toInputSet } from '@commune/ranges';
 import * as sdk from './index.js';
 import { createCompute } from './compute.js';
@@ -180,7 +180,7 @@ describe('exec() of a multi-range job', () => {
     const running = job.exec();
     const sink = await link.nextAttach();
     const [{ job: spec, signature }] = link.deploys;
-    expect(recoverRequestSigner(SignedKind.deploy, spec, signature)).toBe(testWallet.address);
+    expect(recoverRequestSigner(SignedKind.deploy, deploySigningPayload(spec), signature)).toBe(testWallet.address);
     expect(JobSpecSchema.parse(spec)).toEqual(spec);
     expect(spec.inputSet).toEqual({ kind: 'multi', ranges: [{ kind: 'range', range: { start: 1, end: 2 } }, { kind: 'range', range: { start: 3, end: 5 } }] });
     expect(job.status.total).toBe(6);

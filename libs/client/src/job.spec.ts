@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { jest } from '@jest/globals';
 import BigNumber from 'bignumber.js';
-import { CommuneError, ErrorCode, JobSpecSchema, Limits, recoverRequestSigner, SignedKind } from '@commune/protocol';
+import { CommuneError, ErrorCode, JobSpecSchema, Limits, deploySigningPayload, recoverRequestSigner, SignedKind } from '@commune/protocol';
 import { createCompute } from './compute.js';
 import { checkSlicePaymentOffer, Job, slicePaymentOfferToDcc } from './job.js';
 import { contextFor, FakeLink, jobStatus, testWallet } from './test-support.js';
@@ -85,7 +85,7 @@ describe(Job.name, () => {
       const running = job.exec({ offerPerSlice: 2 });
       const sink = await link.nextAttach();
       expect(link.deploys[1]!.job.slicePaymentOffer).toBe('2');
-      expect(recoverRequestSigner(SignedKind.deploy, link.deploys[1]!.job, link.deploys[1]!.signature)).toBe(testWallet.address);
+      expect(recoverRequestSigner(SignedKind.deploy, deploySigningPayload(link.deploys[1]!.job), link.deploys[1]!.signature)).toBe(testWallet.address);
       link.stored = [{ sliceIndex: 0, value: 1 }, { sliceIndex: 1, value: 2 }];
       sink.onEnd(jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }));
       expect([...(await running)]).toEqual([1, 2]);
@@ -112,7 +112,7 @@ describe(Job.name, () => {
       const sink = await link.nextAttach();
 
       const [{ job: spec, signature }] = link.deploys;
-      expect(recoverRequestSigner(SignedKind.deploy, spec, signature)).toBe(testWallet.address);
+      expect(recoverRequestSigner(SignedKind.deploy, deploySigningPayload(spec), signature)).toBe(testWallet.address);
       expect(JobSpecSchema.parse(spec)).toEqual(spec);
       expect(spec).toMatchObject({
         owner: testWallet.address,

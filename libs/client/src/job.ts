@@ -9,6 +9,7 @@ import {
   Limits,
   newId,
   SignedKind,
+  signDeploy,
   signRequest,
   type ApplianceJobRef,
   type ConsoleEntry,
@@ -715,7 +716,8 @@ export class Job extends EventEmitter {
       });
       if (!parsedSpec.success) throw new CommuneError(ErrorCode.EINVAL, `the job is not valid: ${parsedSpec.error.message}`, { issues: parsedSpec.error.issues });
       const spec = parsedSpec.data;
-      const signature = await signRequest(signer, SignedKind.deploy, spec);
+      // An array input set is signed as its sha256 (deploySigningPayload): signing and the scheduler's check cost a hash.
+      const signature = await signDeploy(signer, spec);
       this.#deployedOffer = spec.slicePaymentOffer;
       this.status.runStatus = 'deploying';
       this.#setReadyState('deploying');

@@ -2,6 +2,7 @@ export * from './errors.js';
 export * from './limits.js';
 export * from './canonical.js';
 export * from './signing.js';
+export * from './deploy-signing.js';
 export * from './bounds.js';
 export * from './schemas.js';
 export * from './modules.js';

@@ -7,8 +7,12 @@ export const Limits = {
   maxWorkBytes: 1024 * 1024,
   /** Modules (files) one job may bring with job.requires(), its packages' files included. -> EINVAL */
   maxModulesPerJob: 2000,
-  /** Serialized input set of an array/iterable job, bytes. -> ETOOBIG */
-  maxInputSetBytes: 32 * 1024 * 1024,
+  /**
+   * Serialized input set of an array/iterable job, bytes: what one deploy message carries
+   * (maxMessageBytes) with room for the work (maxWorkBytes). Larger sets are described with a
+   * range, or split into several jobs. -> ETOOBIG (the SDK checks before it sends)
+   */
+  maxInputSetBytes: 3 * 1024 * 1024 - 64 * 1024,
   /** Slices in one job. -> ETOOMANYTASKS */
   maxSlicesPerJob: 2 ** 50,
   /** Slices handed out in one task. */

@@ -4,6 +4,14 @@ import { moduleTableHashOf, moduleTableOf, ModuleTableSchema } from '@commune/pr
 import { PrismaService } from '../database/prisma.service.js';
 import { unitsToDcc } from '../payments/domain/pricing.js';
 
+/** An array input set as it is stored: its canonical JSON (what the owner's digest covers), that digest, its size and count. */
+export interface StoredArrayInput {
+  text: string;
+  sha256: string;
+  bytes: number;
+  count: number;
+}
+
 /** What the scheduler keeps of a job (the parts dispatch needs). */
 export interface StoredJob {
   id: string;
@@ -71,12 +79,13 @@ export class JobsRepository {
   constructor(private readonly prisma: PrismaService) {}
 
   /**
-   * Stores a new job with its first read token's hash (one statement); false when (owner, nonce)
-   * was used before (a replayed deploy).
+   * Stores a new job with its first read token's hash and, for an array input set, its values
+   * content-addressed in input_sets (kept once however many jobs deploy them; the job's input_set
+   * names them by sha256). One statement; false when (owner, nonce) was used before (a replayed deploy).
    */
   async create(
     id: string, spec: JobSpec, workHash: string, total: number, signature: string, meanInputBytes = 0, appliance: JobAppliance | null = null,
-    computeGroups: readonly string[] = [], readTokenHash: string | null = null,
+    computeGroups: readonly string[] = [], readTokenHash: string | null = null, arrayInput: StoredArrayInput | null = null,
   ): Promise<boolean> {
     const modules = spec.modules ? moduleTableOf(spec.modules) : undefined;
     if (spec.modules && modules) {
@@ -88,8 +97,11 @@ export class JobsRepository {
     }
     // One raw statement (deploy is on the latency path; the ORM's create costs a few ms more).
     const json = (value: unknown) => (value === undefined || value === null ? null : JSON.stringify(value));
+    const inputSet = arrayInput ? { kind: 'array', count: arrayInput.count, sha256: arrayInput.sha256 } : spec.inputSet;
     const rows = await this.prisma.pool.query(
-      `WITH job AS (
+      `WITH input AS (
+         INSERT INTO input_sets (hash, values_json, count) SELECT $19, $20, $21 WHERE $19::text IS NOT NULL ON CONFLICT (hash) DO NOTHING
+       ), job AS (
          INSERT INTO jobs (id, owner, work_hash, work, arguments, input_set, requirements, public, slice_payment_offer, collate_results, total, nonce,
            signature, mean_input_bytes, appliance, modules, compute_groups)
          VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8::jsonb, $9::numeric, $10, $11::bigint, $12, $13, $14, $15::jsonb, $16::jsonb, $17::text[])
@@ -99,8 +111,9 @@ export class JobsRepository {
        )
        SELECT id FROM job`,
       [
-        id, spec.owner, workHash, spec.work, json(spec.arguments), json(spec.inputSet), json(spec.requirements), json(spec.public), spec.slicePaymentOffer,
+        id, spec.owner, workHash, spec.work, json(spec.arguments), json(inputSet), json(spec.requirements), json(spec.public), spec.slicePaymentOffer,
         spec.collateResults, total, spec.nonce, signature, meanInputBytes, json(appliance), json(modules), [...computeGroups], readTokenHash,
+        arrayInput?.sha256 ?? null, arrayInput?.text ?? null, arrayInput?.count ?? null,
       ],
     );
     return (rows.rowCount ?? 0) > 0;
@@ -109,10 +122,12 @@ export class JobsRepository {
   async find(id: string): Promise<StoredJob | null> {
     // Raw, as create(): the first task of every job waits for this read.
     const rows = await this.prisma.pool.query<{
-      id: string; owner: string; work_hash: string; work: string; arguments: unknown[]; input_set: JobSpec['inputSet']; public: JobPublic | null;
-      requirements: Record<string, unknown> | null; total: string; status: string; compute_groups: string[] | null; modules: unknown;
+      id: string; owner: string; work_hash: string; work: string; arguments: unknown[]; input_set: StoredInputSet; public: JobPublic | null;
+      requirements: Record<string, unknown> | null; total: string; status: string; compute_groups: string[] | null; modules: unknown; input_values: string | null;
     }>(
-      'SELECT id, owner, work_hash, work, arguments, input_set, public, requirements, total, status, compute_groups, modules FROM jobs WHERE id = $1',
+      `SELECT j.id, j.owner, j.work_hash, j.work, j.arguments, j.input_set, j.public, j.requirements, j.total, j.status, j.compute_groups, j.modules,
+         s.values_json AS input_values
+       FROM jobs j LEFT JOIN input_sets s ON s.hash = j.input_set->>'sha256' WHERE j.id = $1`,
       [id],
     );
     const job = rows.rows[0];
@@ -124,7 +139,7 @@ export class JobsRepository {
       workHash: job.work_hash,
       work: job.work,
       arguments: job.arguments,
-      inputSet: job.input_set,
+      inputSet: inputSetOf(job.id, job.input_set, job.input_values),
       public: job.public ?? {},
       requirements: job.requirements ?? {},
       total: Number(job.total),
@@ -281,10 +296,12 @@ export class JobsRepository {
       select: { work: true, arguments: true, inputSet: true, requirements: true, public: true, slicePaymentOffer: true, collateResults: true, signature: true, modules: true, computeGroups: true },
     });
     if (!job) return null;
+    const digest = (job.inputSet as { sha256?: unknown } | null)?.sha256;
+    const values = typeof digest === 'string' ? await this.prisma.inputSet.findUnique({ where: { hash: digest }, select: { valuesJson: true } }) : null;
     return {
       work: job.work,
       arguments: job.arguments as unknown[],
-      inputSet: job.inputSet as JobSpec['inputSet'],
+      inputSet: inputSetOf(jobId, job.inputSet as StoredInputSet, values?.valuesJson ?? null),
       requirements: (job.requirements ?? {}) as Record<string, unknown>,
       public: (job.public ?? {}) as JobPublic,
       slicePaymentOffer: job.slicePaymentOffer.toFixed(),
@@ -294,6 +311,16 @@ export class JobsRepository {
       ...((job.computeGroups ?? []).length > 0 ? { computeGroups: job.computeGroups } : {}),
     };
   }
+}
+
+/** jobs.input_set as stored: a descriptor, or an array input set by its digest (values in input_sets). */
+type StoredInputSet = JobSpec['inputSet'] | { kind: 'array'; count: number; sha256: string };
+
+/** The job's input set descriptor, an array's values read back from input_sets. */
+function inputSetOf(jobId: string, stored: StoredInputSet, valuesJson: string | null): JobSpec['inputSet'] {
+  if (stored.kind !== 'array' || !('sha256' in stored)) return stored as JobSpec['inputSet'];
+  if (valuesJson === null) throw new Error(`job ${jobId}: its input set ${stored.sha256} is missing from input_sets`);
+  return { kind: 'array', values: JSON.parse(valuesJson) as unknown[] };
 }
 
 function toStatus(row: JobRow, distributed: number | null): JobStatus {

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import {
-  CommuneError, ErrorCode, hashOf, JobActionSchema, Limits, newId, SignedKind, type DeployRequest, type JobAction,
+  CommuneError, deploySigningPayload, ErrorCode, hashOf, inputValuesDigest, inputValuesText, JobActionSchema, Limits, newId, SignedKind, type DeployRequest, type JobAction,
   type JobInfo, type JobStatus, type RunStatus, type SliceResult,
 } from '@commune/protocol';
 import { newReadToken, ReadAccess } from '../auth/read-access.js';
@@ -14,7 +14,7 @@ import { Metrics } from '../health/metrics.js';
 import { meanInputBytes } from './domain/input-profile.js';
 import { checkJobSpec } from './domain/job-limits.js';
 import { JobEvents } from './job-events.js';
-import { JobsRepository } from './jobs.repository.js';
+import { JobsRepository, type StoredArrayInput } from './jobs.repository.js';
 import { PaymentsService } from '../payments/payments.service.js';
 import { AppliancesService } from '../appliances/appliances.service.js';
 import { StateService } from '../state/state.service.js';
@@ -45,15 +45,18 @@ export class JobsService {
   /** Verifies, checks limits, stores and opens a job for dispatch; the reply carries the job's first read token. */
   async deploy(request: DeployRequest, onStored: (jobId: string) => void = () => {}): Promise<{ jobId: string; total: number; receipt: string; readToken: string }> {
     const { job: spec, signature } = request;
+    // An array input set is signed as its digest: hashed here once (native sha256 of its canonical
+    // JSON), and that text is what is measured and stored. Verifying costs a hash, not the body.
+    const arrayInput = spec.inputSet.kind === 'array' ? storedInputOf(spec.inputSet.values) : null;
     // Single-use through the (owner, nonce) row below: a resent deploy gets its first answer.
-    await this.signed.verify({ kind: SignedKind.deploy, payload: spec, signature, signer: spec.owner, expiresAt: spec.expiresAt });
+    await this.signed.verify({ kind: SignedKind.deploy, payload: deploySigningPayload(spec, arrayInput?.sha256), signature, signer: spec.owner, expiresAt: spec.expiresAt });
     const inputSet = checkJobSpec(spec, {
       maxWorkBytes: this.env.MAX_WORK_BYTES,
       maxInputSetBytes: this.env.MAX_INPUT_SET_BYTES,
       maxSlicesPerJob: this.env.MAX_SLICES_PER_JOB,
       maxSignatureLifetimeMs: Limits.maxSignatureLifetimeMs,
       bankEnabled: this.payments.bankEnabled,
-    }, Date.now());
+    }, Date.now(), arrayInput?.bytes);
     const jobId = newId('j');
     const total = inputSet.sliceCount;
     // appliance.for / appliance.do: the signed work must be the named function's published source.
@@ -61,7 +64,7 @@ export class JobsService {
     // Compute groups: every credential must hold (ENOTFOUND / EPERM), or the job is not deployed at all.
     const computeGroups = await this.computeGroups.join(spec.computeGroups ?? []);
     const readToken = newReadToken();
-    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet), appliance, computeGroups, readToken.hash);
+    const stored = await this.jobs.create(jobId, spec, hashOf(spec.work), total, signature, meanInputBytes(inputSet), appliance, computeGroups, readToken.hash, arrayInput);
     if (!stored) {
       // A resent deploy (the client lost our ack) gets the first answer; another job reusing the
       // nonce is a replay.
@@ -228,4 +231,9 @@ export class JobsService {
     const nextAfter = rows.length === limit ? rows[rows.length - 1]!.sliceIndex : null;
     return { results, nextAfter };
   }
+}
+
+function storedInputOf(values: readonly unknown[]): StoredArrayInput {
+  const text = inputValuesText(values);
+  return { text, sha256: inputValuesDigest(text), bytes: Buffer.byteLength(text), count: values.length };
 }

@@ -12,9 +12,10 @@ export interface JobLimits {
 
 /**
  * Checks a deploy against the named limits and returns its input set. Pure: no I/O, so the
- * rules are testable alone.
+ * rules are testable alone. `inputBytes`: an array input set's size as canonical JSON when the
+ * caller measured it already (the deploy hashes that text), so it is not serialised again.
  */
-export function checkJobSpec(spec: JobSpec, limits: JobLimits, now: number): InputSet {
+export function checkJobSpec(spec: JobSpec, limits: JobLimits, now: number, inputBytes?: number): InputSet {
   if (spec.expiresAt < now) throw new CommuneError(ErrorCode.EEXPIRED, `the deploy request expired at ${new Date(spec.expiresAt).toISOString()}`);
   if (spec.expiresAt - now > limits.maxSignatureLifetimeMs) {
     throw new CommuneError(ErrorCode.EEXPIRED, `expiresAt lies more than maxSignatureLifetimeMs (${limits.maxSignatureLifetimeMs} ms) ahead`);
@@ -32,9 +33,9 @@ export function checkJobSpec(spec: JobSpec, limits: JobLimits, now: number): Inp
     throw new CommuneError(ErrorCode.EINVAL, `slicePaymentOffer ${spec.slicePaymentOffer} has more than 18 decimals`);
   }
   if (spec.inputSet.kind === 'array') {
-    const inputBytes = Buffer.byteLength(JSON.stringify(spec.inputSet.values));
-    if (inputBytes > limits.maxInputSetBytes) {
-      throw new CommuneError(ErrorCode.ETOOBIG, `input set is ${inputBytes} bytes; maxInputSetBytes is ${limits.maxInputSetBytes}`);
+    const bytes = inputBytes ?? Buffer.byteLength(JSON.stringify(spec.inputSet.values));
+    if (bytes > limits.maxInputSetBytes) {
+      throw new CommuneError(ErrorCode.ETOOBIG, `input set is ${bytes} bytes; maxInputSetBytes is ${limits.maxInputSetBytes}`);
     }
   }
   let inputSet: InputSet;
