@@ -89,3 +89,22 @@ export function sliceErrorSize(error: SliceError): OutcomeSize {
   // ENOPROGRESS carries its progress reports: a few dozen values.
   return { bytes: chars * 3 + 512, nodes: 64 };
 }
+
+/** A value that came out of the sandbox as JSON text, parsed once it passed the limits, or why it did not. */
+export type ParsedValue = { ok: true; value: unknown; weight: ValueWeight } | { ok: false; code: string; message: string };
+
+/**
+ * Parses a result or work.emit() value that the sandbox handed over as JSON text, after checking
+ * that it is a string of at most `maxBytes` UTF-8 bytes (ERESULTTOOBIG) nested at most
+ * `maxDepth` levels (ETOODEEP): nothing recurses into a value before it passed both.
+ */
+export function parseSandboxJson(text: unknown, what: string, maxBytes: number = Limits.maxResultBytes, maxDepth: number = sandboxValueDepth): ParsedValue {
+  if (typeof text !== 'string') return { ok: false, code: ErrorCode.EWORKFUNCTION, message: `${what} did not come out of the sandbox as JSON text` };
+  if (text.length * 3 > maxBytes && Buffer.byteLength(text, 'utf8') > maxBytes) return { ok: false, code: ErrorCode.ERESULTTOOBIG, message: `${what} is larger than ${maxBytes} bytes` };
+  if (jsonNestingExceeds(text, maxDepth)) return { ok: false, code: ErrorCode.ETOODEEP, message: `${what} is nested deeper than ${maxDepth} levels` };
+  try {
+    return { ok: true, value: JSON.parse(text), weight: jsonSize(text) };
+  } catch {
+    return { ok: false, code: ErrorCode.EWORKFUNCTION, message: `${what} did not come out of the sandbox as JSON text` };
+  }
+}

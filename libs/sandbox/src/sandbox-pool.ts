@@ -1,6 +1,6 @@
 import { ErrorCode, Limits, type ConsoleEntry, type ConsoleLevel, type ProgressReport, type SliceError, type SliceOutcome } from '@commune/protocol';
 import { RuntimeReport, type RuntimeLimits } from './runtime-source.js';
-import { boundedSliceError, cutText, jsonNestingExceeds, jsonSize, sandboxValueDepth, sliceErrorSize, utf8BytesAtMost, type OutcomeSize } from './bounded.js';
+import { boundedSliceError, cutText, parseSandboxJson, sandboxValueDepth, sliceErrorSize, utf8BytesAtMost, type OutcomeSize } from './bounded.js';
 import { Sandbox, errorFields, type PreparedJob } from './sandbox.js';
 import type { SandboxJob, SandboxOptions, SliceHooks, SliceInput } from './types.js';
 import { PoolStates } from './pool-state.js';
@@ -330,27 +330,9 @@ export class SandboxPool {
     const elapsedMs = typeof b === 'number' && b >= 0 && Number.isFinite(b) ? b : 0;
     switch (kind) {
       case RuntimeReport.ok: {
-        if (typeof a !== 'string') {
-          this.settle(run, this.errorOutcome(run, { code: ErrorCode.EWORKFUNCTION, name: 'TypeError', message: 'the sandbox reported a result that is not JSON text' }, elapsedMs));
-          return;
-        }
-        const json = a;
-        if (json.length * 3 > runtimeLimits.maxResultBytes && Buffer.byteLength(json, 'utf8') > runtimeLimits.maxResultBytes) {
-          this.settle(run, this.errorOutcome(run, { code: ErrorCode.ERESULTTOOBIG, name: 'RangeError', message: `the result is larger than ${runtimeLimits.maxResultBytes} bytes` }, elapsedMs));
-          return;
-        }
-        if (jsonNestingExceeds(json, sandboxValueDepth)) {
-          this.settle(run, this.errorOutcome(run, { code: ErrorCode.ETOODEEP, name: 'RangeError', message: `the result is nested deeper than ${sandboxValueDepth} levels` }, elapsedMs));
-          return;
-        }
-        let value: unknown;
-        try {
-          value = JSON.parse(json);
-        } catch {
-          this.settle(run, this.errorOutcome(run, { code: ErrorCode.EWORKFUNCTION, name: 'TypeError', message: 'the sandbox reported a result that is not JSON text' }, elapsedMs));
-          return;
-        }
-        this.settle(run, { sliceIndex, status: 'ok', value, elapsedMs }, jsonSize(json));
+        const parsed = parseSandboxJson(a, 'the result', runtimeLimits.maxResultBytes);
+        if (parsed.ok) this.settle(run, { sliceIndex, status: 'ok', value: parsed.value, elapsedMs }, parsed.weight);
+        else this.settle(run, this.errorOutcome(run, { code: parsed.code, name: parsed.code === ErrorCode.EWORKFUNCTION ? 'TypeError' : 'RangeError', message: parsed.message }, elapsedMs));
         return;
       }
       case RuntimeReport.error: {
@@ -379,30 +361,17 @@ export class SandboxPool {
         return;
       }
       case RuntimeReport.custom: {
-        if (typeof a !== 'string' || a.length === 0 || typeof b !== 'string') return;
+        if (typeof a !== 'string' || a.length === 0) return;
         const name = a.slice(0, maxEventNameChars);
-        let problem: string | null = null;
-        if (b.length * 3 > runtimeLimits.maxResultBytes && Buffer.byteLength(b, 'utf8') > runtimeLimits.maxResultBytes) {
-          problem = `its value is larger than ${runtimeLimits.maxResultBytes} bytes (ERESULTTOOBIG)`;
-        } else if (jsonNestingExceeds(b, sandboxValueDepth)) {
-          problem = `its value is nested deeper than ${sandboxValueDepth} levels (ETOODEEP)`;
-        }
-        let value: unknown;
-        if (problem === null) {
-          try {
-            value = JSON.parse(b);
-          } catch {
-            problem = 'its value is not JSON text';
-          }
-        }
-        if (problem !== null) {
-          const entry: ConsoleEntry = { sliceIndex, level: 'error', message: `work.emit(${JSON.stringify(name)}): the event was dropped: ${problem}` };
+        const parsed = parseSandboxJson(b, 'its value', runtimeLimits.maxResultBytes);
+        if (!parsed.ok) {
+          // The runtime refuses such values in work.emit() itself; one that got past it is dropped here, saying so.
+          const entry: ConsoleEntry = { sliceIndex, level: 'error', message: `work.emit(${JSON.stringify(name)}): the event was dropped: ${parsed.message} (${parsed.code})` };
           callHook(() => hooks.onConsole(job.jobId, entry, { bytes: utf8BytesAtMost(entry.message) + 64, nodes: 8 }));
           return;
         }
-        const size = jsonSize(b);
-        size.bytes += name.length * 3;
-        callHook(() => hooks.onCustom(job.jobId, { sliceIndex, event: name, value }, size));
+        const weight = { bytes: parsed.weight.bytes + name.length * 3, nodes: parsed.weight.nodes };
+        callHook(() => hooks.onCustom(job.jobId, { sliceIndex, event: name, value: parsed.value }, weight));
         return;
       }
       case RuntimeReport.memory: {

@@ -27,6 +27,11 @@ export type PrepareResult = { ok: true; prepared: PreparedJob } | { ok: false; e
  * turn on the sandbox, and no job's slice is charged for what another left behind.
  */
 const maxContextsPerIsolate = 4;
+/**
+ * When the sandbox moves to another job and its isolate holds more than this share of the memory
+ * limit, the isolate is replaced rather than only the other jobs' contexts released.
+ */
+const leftoverShareBeforeFreshIsolate = 1 / 8;
 /** Compiled work functions kept per isolate, by work hash. */
 const maxScriptsPerIsolate = 16;
 /** Compiled modules (job.requires()) kept per isolate, by source hash. */
@@ -79,7 +84,7 @@ export class Sandbox {
       }
       return { ok: true, prepared: cached };
     }
-    this.dropContextsOfOtherJobs(job.jobId);
+    this.leaveOtherJobs(job.jobId);
     const isolate = this.ensureIsolate();
     const context = await isolate.createContext();
     const references: Array<{ release(): void }> = [];
@@ -163,8 +168,28 @@ export class Sandbox {
     return false;
   }
 
-  /** Releases the contexts of every job but `jobId`: what they hold becomes garbage, collected before the isolate's limit is reached. */
-  private dropContextsOfOtherJobs(jobId: string): void {
+  /**
+   * Before a context of `jobId` is made: the contexts of every other job go. When they hold more
+   * than a little memory (JS heap and ArrayBuffers, as the isolate counts them), the whole isolate
+   * goes instead: a released context is only garbage until V8 collects it, and the next job's
+   * slices must never run into a limit that another job's leftovers filled.
+   */
+  private leaveOtherJobs(jobId: string): void {
+    if (!this.holdsOtherJobs(jobId)) return;
+    const isolate = this.isolate;
+    if (isolate && !isolate.isDisposed) {
+      let used = Infinity;
+      try {
+        const heap = isolate.getHeapStatisticsSync() as ivm.HeapStatistics & { externally_allocated_size?: number };
+        used = heap.used_heap_size + (heap.externally_allocated_size ?? 0);
+      } catch {
+        // disposed underneath: start afresh below
+      }
+      if (used > this.memoryMb * 1024 * 1024 * leftoverShareBeforeFreshIsolate) {
+        this.dispose();
+        return;
+      }
+    }
     for (const [key, prepared] of this.contexts) {
       if (prepared.jobId === jobId) continue;
       this.contexts.delete(key);
