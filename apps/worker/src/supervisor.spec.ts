@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { hashOf, moduleTableHashOf, newId, type ModuleTable, type SliceOutcome, type Task, type TaskResults, type TaskReturn, type WorkerEvents } from '@commune/protocol';
+import { checkBounds, ErrorCode, hashOf, Limits, moduleTableHashOf, newId, type ModuleTable, type SliceOutcome, type Task, type TaskResults, type TaskReturn, type WorkerEvents } from '@commune/protocol';
 import { SandboxPool, workHashOf } from '@commune/sandbox';
 import { Earnings } from './earnings.js';
 import { createLogger, type LogLevel } from './log.js';
-import { Supervisor, type SupervisorTiming, type WorkerSocket } from './supervisor.js';
+import { splitByWeight, Supervisor, type SupervisorTiming, type WorkerSocket } from './supervisor.js';
 
 type Responder = (payload: never) => unknown;
 
@@ -271,6 +271,93 @@ describe(Supervisor.name, () => {
     const indexes = messages.flatMap((message) => message.outcomes.map((o) => o.sliceIndex));
     expect(new Set(indexes).size).toBe(1200);
     expect(indexes).toHaveLength(1200);
+  });
+
+  describe('messages under the scheduler\'s limits (issue 7)', () => {
+    /** What the scheduler's transport and bounded handler would count: UTF-8 bytes of the JSON payload, and its values. */
+    const bytesOf = (payload: unknown) => Buffer.byteLength(JSON.stringify(payload), 'utf8');
+
+    it('splits results that together weigh more than maxMessageBytes across messages, losing none', async () => {
+      const { socket, supervisor } = setup({ sandboxes: 2 });
+      // Ten results of ~0.9 MB each (multi-byte characters: 300,000 of them are 900,000 bytes).
+      const task = makeTask('(x) => (progress(1), "€".repeat(300000) + x)', Array.from({ length: 10 }, (_, i) => i));
+      socket.offered.push(task);
+      supervisor.start();
+      await waitUntil(() => supervisor.stats.tasksFinished === 1, 20_000, 'the task to finish');
+      const messages = socket.sentOf<TaskResults>('task:results');
+      expect(messages.length).toBeGreaterThan(1);
+      for (const message of messages) {
+        expect(bytesOf(message)).toBeLessThan(Limits.maxMessageBytes);
+        expect(checkBounds(message)).toBeNull();
+      }
+      expect(messages.flatMap((m) => m.outcomes.map((o) => o.sliceIndex)).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(supervisor.stats).toMatchObject({ slicesOk: 10, accepted: 10 });
+    });
+
+    it('splits results of many values across messages under maxValueNodes', async () => {
+      const { socket, supervisor } = setup({ sandboxes: 2 });
+      // Each result is an array of 300,000 zeros (600 kB, 300,001 values): four of them are over the scheduler's value limit.
+      const task = makeTask('(x) => (progress(1), new Array(300000).fill(0))', Array.from({ length: 6 }, (_, i) => i));
+      socket.offered.push(task);
+      supervisor.start();
+      await waitUntil(() => supervisor.stats.tasksFinished === 1, 20_000, 'the task to finish');
+      const messages = socket.sentOf<TaskResults>('task:results');
+      for (const message of messages) expect(checkBounds(message)).toBeNull();
+      expect(messages.flatMap((m) => m.outcomes).length).toBe(6);
+    });
+
+    it('splits console and custom events across messages', async () => {
+      const { socket, supervisor } = setup({ timing: { eventFlushMs: 200 } });
+      const task = makeTask('(x) => { progress(1); work.emit("big", "€".repeat(300000)); console.log("é".repeat(60000)); return x; }', Array.from({ length: 8 }, (_, i) => i));
+      socket.offered.push(task);
+      supervisor.start();
+      await waitUntil(() => supervisor.stats.tasksFinished === 1, 20_000, 'the task to finish');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const messages = socket.sentOf<WorkerEvents>('task:events');
+      expect(messages.length).toBeGreaterThan(1);
+      for (const message of messages) expect(bytesOf(message)).toBeLessThan(Limits.maxMessageBytes);
+      expect(messages.flatMap((m) => m.custom)).toHaveLength(8);
+      expect(messages.flatMap((m) => m.console)).toHaveLength(8);
+    });
+
+    it('logs and goes on when sending events throws', async () => {
+      const { socket, supervisor, logged } = setup({ timing: { eventFlushMs: 20 } });
+      const emit = socket.emit.bind(socket);
+      socket.emit = (event: string, payload: unknown) => {
+        if (event === 'task:events') throw new RangeError('Maximum call stack size exceeded');
+        return emit(event, payload);
+      };
+      socket.offered.push(makeTask('(x) => { progress(1); console.log("hello", x); return x; }', [0, 1, 2]));
+      supervisor.start();
+      await waitUntil(() => supervisor.stats.tasksFinished === 1, 10_000, 'the task to finish');
+      await waitUntil(() => logged(/could not send \d+ console\/custom events: Maximum call stack size exceeded/, 'warn'), 2000, 'the warning');
+      expect(outcomesOf(socket)).toHaveLength(3);
+    });
+
+    it('survives a job whose work.emit() value and result are nested 20,000 deep: the result fails with ETOODEEP', async () => {
+      const { socket, supervisor } = setup();
+      const task = makeTask('(x) => { progress(1); let v = 0; for (let i = 0; i < 20000; i++) v = [v]; if (x === 0) work.emit("deep", v); return x === 1 ? v : "fine"; }', [0, 1, 2]);
+      socket.offered.push(task);
+      supervisor.start();
+      await waitUntil(() => supervisor.stats.tasksFinished === 1, 10_000, 'the task to finish');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const outcomes = outcomesOf(socket).sort((a, b) => a.sliceIndex - b.sliceIndex);
+      expect(outcomes.map((o) => (o.status === 'ok' ? o.value : o.error.code))).toEqual([ErrorCode.EWORKFUNCTION, ErrorCode.ETOODEEP, 'fine']);
+      for (const message of socket.sent) expect(checkBounds(message.payload)).toBeNull();
+      expect(socket.sentOf<WorkerEvents>('task:events').flatMap((m) => m.custom)).toEqual([]);
+    });
+  });
+
+  describe(splitByWeight.name, () => {
+    const w = (bytes: number, nodes = 1) => ({ bytes, nodes });
+    it('groups up to a count and up to the byte and value budgets, and sends an overweight item alone', () => {
+      expect(splitByWeight([], 10)).toEqual([]);
+      expect(splitByWeight([w(1), w(1), w(1)], 2)).toEqual([[0, 2], [2, 3]]);
+      const mb = 1024 * 1024;
+      expect(splitByWeight([w(mb), w(mb), w(mb), w(mb), w(mb)], 500)).toEqual([[0, 3], [3, 5]]);
+      expect(splitByWeight([w(10 * mb), w(1)], 500)).toEqual([[0, 1], [1, 2]]);
+      expect(splitByWeight([w(10, 600_000), w(10, 600_000), w(10, 1)], 500)).toEqual([[0, 1], [1, 3]]);
+    });
   });
 
   it('sends console and custom events in batches per job', async () => {
