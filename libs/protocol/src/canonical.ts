@@ -1,4 +1,4 @@
-import { Wallet, verifyMessage, getAddress, keccak256, toUtf8Bytes } from 'ethers';
+import { keccak256, toUtf8Bytes } from 'ethers';
 
 /**
  * Canonical JSON: object keys sorted by code unit, no whitespace, `undefined` members dropped,
@@ -19,24 +19,4 @@ export function canonicalJson(value: unknown): string {
 /** keccak256 of the canonical JSON, 0x-prefixed hex. */
 export function hashOf(value: unknown): string {
   return keccak256(toUtf8Bytes(typeof value === 'string' ? value : canonicalJson(value)));
-}
-
-/** EIP-191 signature of the canonical JSON of `payload`. */
-export async function signPayload(wallet: Pick<Wallet, 'signMessage'>, payload: unknown): Promise<string> {
-  return wallet.signMessage(canonicalJson(payload));
-}
-
-/** The checksummed address that signed `payload`, or null when the signature is malformed. */
-export function recoverSigner(payload: unknown, signature: string): string | null {
-  try {
-    return getAddress(verifyMessage(canonicalJson(payload), signature));
-  } catch {
-    return null;
-  }
-}
-
-/** True when `signature` over `payload` was made by `address`. */
-export function verifyPayload(payload: unknown, signature: string, address: string): boolean {
-  const signer = recoverSigner(payload, signature);
-  return signer !== null && signer === getAddress(address);
 }
