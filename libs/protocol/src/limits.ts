@@ -17,6 +17,14 @@ export const Limits = {
   maxSlicesPerJob: 2 ** 50,
   /** Slices handed out in one task. */
   maxSlicesPerTask: 1000,
+  /**
+   * Slices one worker connection may hold leased (awaiting results) per sandbox it declared. -> ELEASECAP
+   * Its cap also follows its observed rate: it starts at initialLeasedSlicesPerWorker and grows
+   * by two for each result of it the scheduler accepted, up to sandboxes x this.
+   */
+  maxLeasedSlicesPerSandbox: 2048,
+  /** Slices a worker connection may hold leased before any of its results was accepted. -> ELEASECAP */
+  initialLeasedSlicesPerWorker: 1000,
   /** Serialized result of one slice, bytes. -> ERESULTTOOBIG */
   maxResultBytes: 1024 * 1024,
   /** A slice that reports no progress for this long is stopped. -> ENOPROGRESS */
@@ -40,6 +48,15 @@ export const Limits = {
    * Sized so that a 128 MB-heap scheduler holds a few dozen in flight at once. -> ETOOBIG
    */
   maxMessageBytes: 4 * 1024 * 1024,
+  /**
+   * Bytes of large socket.io messages (over largeMessageBytes) one scheduler handles at once, all
+   * connections together; one connection has at most one large message in flight. A large
+   * message over either is answered EUNAVAILABLE (try again) and dropped, so that concurrent
+   * near-limit messages cannot exhaust a 128 MB heap. -> EUNAVAILABLE
+   */
+  maxLargeMessageBytesInFlight: 12 * 1024 * 1024,
+  /** A socket.io message at least this large counts against maxLargeMessageBytesInFlight. */
+  largeMessageBytes: 64 * 1024,
   /** Nesting of arrays and objects in any inbound value (messages, bodies, results, events, sandbox output). -> ETOODEEP */
   maxValueDepth: 128,
   /** Values (array items, object members, scalars) in any one inbound message. -> ETOOBIG */

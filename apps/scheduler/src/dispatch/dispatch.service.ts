@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { newId, sharesComputeGroup, type Task } from '@commune/protocol';
+import { CommuneError, ErrorCode, Limits, newId, sharesComputeGroup, type Task } from '@commune/protocol';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { Metrics } from '../health/metrics.js';
 import { meetsRequirements } from './domain/requirements.js';
@@ -21,8 +21,19 @@ export interface WorkerSession {
   sentWork: Set<string>;
   /** Module tables and module sources (job.requires()) already sent on this connection, by hash. */
   sentModules: Set<string>;
-  /** What the worker reported in its hello (spec "Requirements Objects"). */
+  /**
+   * What the worker reported in its hello (spec "Requirements Objects"), bounded by its schema.
+   * Declarations, not facts: used only to match job requirements, never to price work.
+   */
   capabilities: Record<string, unknown>;
+  /** Sandboxes it declared: bounds its lease cap and the slice time one task's results may claim. */
+  sandboxes: number;
+  /** Its results the scheduler accepted on this connection (its observed rate: the lease cap grows with it). */
+  acceptedSlices: number;
+  /** Paid slices whose reported time was an outlier against the job's peers (see PaymentsService). */
+  paymentOutliers: number;
+  /** Set after too many payment outliers: no more paid work, and its results are no longer paid. */
+  unpaid: boolean;
   /** Whether it meets each job's requirements (they never change), bounded: the most recent jobs. */
   fits: Map<string, boolean>;
   /** Join keys of the compute groups it proved membership of at connection. */
@@ -51,6 +62,15 @@ export class DispatchService {
     private readonly state: StateService,
   ) {}
 
+  /**
+   * The most slices a worker connection may hold leased: proportional to its declared sandboxes
+   * (Limits.maxLeasedSlicesPerSandbox each) and to its observed rate (it starts at
+   * Limits.initialLeasedSlicesPerWorker and earns two more per accepted result).
+   */
+  static leaseCap(session: Pick<WorkerSession, 'sandboxes' | 'acceptedSlices'>): number {
+    return Math.max(1, Math.min(session.sandboxes * Limits.maxLeasedSlicesPerSandbox, Limits.initialLeasedSlicesPerWorker + 2 * session.acceptedSlices));
+  }
+
   async grant(session: WorkerSession, maxSlices: number): Promise<Task[]> {
     const tasks: Task[] = [];
     // First-lease times for results.stat: written while the next lease is taken, awaited before the grant goes out.
@@ -65,9 +85,18 @@ export class DispatchService {
       const leaseDeadline = Date.now() + this.env.LEASE_TIMEOUT_MS;
       const lease = await this.leases.lease(session.leaseOwner, taskId, Math.min(wanted, this.env.MAX_SLICES_PER_TASK), leaseDeadline, {
         minWageDcc: session.minWage,
-        paidWork: session.earnings !== null,
-      }, LeaseRepository.leaseCandidates, skip);
+        paidWork: session.earnings !== null && !session.unpaid,
+      }, LeaseRepository.leaseCandidates, skip, DispatchService.leaseCap(session));
       if (!lease) break;
+      if ('capped' in lease) {
+        if (tasks.length > 0) break;
+        this.metrics.leaseCapRefusals.inc();
+        throw new CommuneError(
+          ErrorCode.ELEASECAP,
+          `this worker holds ${lease.capped} leased slices, its cap (${DispatchService.leaseCap(session)}: ${Limits.maxLeasedSlicesPerSandbox} per declared sandbox, ` +
+            `${Limits.initialLeasedSlicesPerWorker} plus two per accepted result); send results or return slices first`,
+        );
+      }
       const job = await this.catalog.get(lease.jobId);
       if (!job) {
         this.logger.warn(`leased slices of unknown job ${lease.jobId}; returning them`);

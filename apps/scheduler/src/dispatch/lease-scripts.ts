@@ -3,10 +3,12 @@
  *   P:ready                 ZSET  jobId -> slices handed out (fair share: least served first)
  *   P:job:<id>              HASH  total, cursor (next never-leased slice), status
  *   P:job:<id>:requeue      LIST  slices put back (expired, returned, failed, worker gone)
- *   P:task:<tid>            HASH  jobId, workerId, deadline
+ *   P:task:<tid>            HASH  jobId, workerId, deadline, leasedAt (ms), spent (ms of slice time
+ *                                  credited to its results so far, see claimScript)
  *   P:task:<tid>:slices     SET   slices of the task still awaiting a result
  *   P:leases                ZSET  taskId -> lease deadline (ms)
  *   P:worker:<wid>:tasks    SET   taskIds leased to a worker
+ *   P:worker:<wid>:leased   STRING slices leased to a worker and awaiting a result (the lease cap)
  *   P:job:<id>:unmet        STRING set (with a TTL) when a worker asking for work skipped the job
  *                                  because it does not meet the job's requirements
  *   P:job:<id>:met          STRING set (with the same TTL) when the job was leased; while it exists
@@ -47,6 +49,7 @@ local function release_task(P, taskId, onlyThese)
     end
     if jobStatus == 'running' then redis.call('ZADD', P .. ':ready', 'NX', ready_min_score(P), jobId) end
   end
+  if #slices > 0 then redis.call('DECRBY', P .. ':worker:' .. workerId .. ':leased', #slices) end
   if redis.call('SCARD', setKey) == 0 then
     redis.call('DEL', taskKey)
     redis.call('ZREM', P .. ':leases', taskId)
@@ -56,19 +59,31 @@ local function release_task(P, taskId, onlyThese)
 end
 `;
 
+/** What the lease script answers instead of a lease when the worker already holds its cap of leased slices. */
+export const leaseCapReply = '!cap';
+
 /**
- * ARGV: prefix, workerId, taskId, maxSlices, deadline, candidates, minWage, paidWork, unmetTtlMs, skipJobId...
+ * ARGV: prefix, workerId, taskId, maxSlices, deadline, candidates, minWage, paidWork, unmetTtlMs, cap, now, skipJobId...
  * The skipped jobs (whose requirements this worker does not meet) keep their place in the fair
  * share; they are marked unmet for unmetTtlMs unless some worker leased them within that time.
- * Returns {jobId, slice...} for the least-served job with slices available, or {}.
+ * `cap` (> 0) bounds the slices the worker may hold leased at once (P:worker:<wid>:leased).
+ * Returns {jobId, slice...} for the least-served job with slices available, {'!cap', held} when
+ * the worker is at its cap, or {}.
  */
 export const leaseScript = `
 local P, workerId, taskId = ARGV[1], ARGV[2], ARGV[3]
 local maxSlices, deadline, candidates = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local minWage, paidWork = tonumber(ARGV[7] or '0'), ARGV[8] == '1'
 local unmetTtl = tonumber(ARGV[9] or '0')
+local cap, now = tonumber(ARGV[10] or '0'), ARGV[11] or '0'
 local skip = {}
-for i = 10, #ARGV do skip[ARGV[i]] = true end
+for i = 12, #ARGV do skip[ARGV[i]] = true end
+local leasedKey = P .. ':worker:' .. workerId .. ':leased'
+if cap > 0 then
+  local held = tonumber(redis.call('GET', leasedKey) or '0')
+  if held >= cap then return {'!cap', tostring(held)} end
+  maxSlices = math.min(maxSlices, cap - held)
+end
 local jobs = redis.call('ZRANGE', P .. ':ready', 0, candidates - 1)
 for _, jobId in ipairs(jobs) do
   local jobKey = P .. ':job:' .. jobId
@@ -105,10 +120,11 @@ for _, jobId in ipairs(jobs) do
         redis.call('ZINCRBY', P .. ':ready', #slices, jobId)
       end
       local taskKey = P .. ':task:' .. taskId
-      redis.call('HSET', taskKey, 'jobId', jobId, 'workerId', workerId, 'deadline', deadline)
+      redis.call('HSET', taskKey, 'jobId', jobId, 'workerId', workerId, 'deadline', deadline, 'leasedAt', now, 'spent', 0)
       for i = 1, #slices, 1000 do
         redis.call('SADD', taskKey .. ':slices', unpack(slices, i, math.min(i + 999, #slices)))
       end
+      redis.call('INCRBY', leasedKey, #slices)
       redis.call('ZADD', P .. ':leases', deadline, taskId)
       redis.call('SADD', P .. ':worker:' .. workerId .. ':tasks', taskId)
       redis.call('DEL', jobKey .. ':unmet')
@@ -123,28 +139,104 @@ return {}
 
 /**
  * Claims slices of a task for a result: each is claimed once, and only by the worker holding the
- * lease. A task that is still producing results has its lease renewed to `deadline`.
- * ARGV: prefix, taskId, workerId, deadline, slice... Returns {jobId or '', 1|0 per slice}.
+ * lease. The lease is renewed to `deadline` only when the call claimed at least one slice the task
+ * still held (refused results never keep a lease alive).
+ *
+ * It also bounds the slice time each claimed result may be paid for by what the scheduler saw:
+ * no slice ran longer than the time since the task was leased (nor than sliceLimitMs), and the
+ * slices of one task together ran at most (now - leasedAt) x sandboxes, minus what earlier results
+ * of the task were credited ('spent'). Over that budget, the claimed times are scaled down to fit.
+ * ARGV: prefix, taskId, workerId, deadline, now, sandboxes, sliceLimitMs, then (slice, reportedMs) pairs.
+ * Returns {jobId or '', n, 1|0 per slice..., bounded ms per slice (as text)...}.
  */
 export const claimScript = `
 local P, taskId, workerId, deadline = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, sandboxes, sliceLimit = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local n = (#ARGV - 7) / 2
 local taskKey = P .. ':task:' .. taskId
-local owner = redis.call('HMGET', taskKey, 'jobId', 'workerId')
+local owner = redis.call('HMGET', taskKey, 'jobId', 'workerId', 'leasedAt', 'spent')
 local out = {}
 if not owner[1] or owner[2] ~= workerId then
   table.insert(out, '')
-  for i = 5, #ARGV do table.insert(out, 0) end
+  table.insert(out, n)
+  for i = 1, 2 * n do table.insert(out, 0) end
   return out
 end
 table.insert(out, owner[1])
+table.insert(out, n)
 local setKey = taskKey .. ':slices'
-for i = 5, #ARGV do table.insert(out, redis.call('SREM', setKey, ARGV[i])) end
+local flags, bounded = {}, {}
+local claimedCount, sum = 0, 0
+local observed = math.max(0, now - tonumber(owner[3] or now))
+local perSlice = math.min(observed, sliceLimit)
+for i = 1, n do
+  local flag = redis.call('SREM', setKey, ARGV[6 + 2 * i])
+  flags[i] = flag
+  local ms = 0
+  if flag == 1 then
+    claimedCount = claimedCount + 1
+    ms = math.min(math.max(tonumber(ARGV[7 + 2 * i]) or 0, 0), perSlice)
+    sum = sum + ms
+  end
+  bounded[i] = ms
+end
+local budget = math.max(0, observed * sandboxes - tonumber(owner[4] or '0'))
+if sum > budget then
+  local scale = budget / sum
+  sum = 0
+  for i = 1, n do
+    bounded[i] = bounded[i] * scale
+    sum = sum + bounded[i]
+  end
+end
+for i = 1, n do table.insert(out, flags[i]) end
+for i = 1, n do table.insert(out, string.format('%.3f', bounded[i])) end
+if claimedCount > 0 then redis.call('DECRBY', P .. ':worker:' .. workerId .. ':leased', claimedCount) end
 if redis.call('SCARD', setKey) == 0 then
   redis.call('DEL', taskKey)
   redis.call('ZREM', P .. ':leases', taskId)
   redis.call('SREM', P .. ':worker:' .. workerId .. ':tasks', taskId)
-else
+elseif claimedCount > 0 then
+  redis.call('HINCRBYFLOAT', taskKey, 'spent', string.format('%.3f', sum))
   redis.call('ZADD', P .. ':leases', 'XX', deadline, taskId)
+end
+return out
+`;
+
+/**
+ * Which of `slices` of job `jobId` are leased to `workerId` right now (in task `taskId` when it is
+ * not ''): console and custom events are taken only for those. The work is bounded by the slices
+ * the worker holds: per task, the smaller of its slices and the slices asked about is looked at.
+ * ARGV: prefix, workerId, jobId, taskId or '', slice... Returns 1|0 per slice.
+ */
+export const heldScript = `
+local P, workerId, jobId, taskId = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local tasks
+if taskId ~= '' then tasks = {taskId} else tasks = redis.call('SMEMBERS', P .. ':worker:' .. workerId .. ':tasks') end
+local wanted, held = {}, {}
+local asked = 0
+for i = 5, #ARGV do
+  if not wanted[ARGV[i]] then asked = asked + 1 end
+  wanted[ARGV[i]] = true
+end
+for _, t in ipairs(tasks) do
+  local owner = redis.call('HMGET', P .. ':task:' .. t, 'jobId', 'workerId')
+  if owner[1] == jobId and owner[2] == workerId then
+    local setKey = P .. ':task:' .. t .. ':slices'
+    if redis.call('SCARD', setKey) <= asked then
+      for _, s in ipairs(redis.call('SMEMBERS', setKey)) do
+        if wanted[s] then held[s] = true end
+      end
+    else
+      for s in pairs(wanted) do
+        if not held[s] and redis.call('SISMEMBER', setKey, s) == 1 then held[s] = true end
+      end
+    end
+  end
+end
+local out = {}
+for i = 5, #ARGV do
+  if held[ARGV[i]] then table.insert(out, 1) else table.insert(out, 0) end
 end
 return out
 `;
@@ -168,7 +260,7 @@ local count = 0
 for _, taskId in ipairs(redis.call('SMEMBERS', P .. ':worker:' .. workerId .. ':tasks')) do
   count = count + release_task(P, taskId, nil)
 end
-redis.call('DEL', P .. ':worker:' .. workerId .. ':tasks')
+redis.call('DEL', P .. ':worker:' .. workerId .. ':tasks', P .. ':worker:' .. workerId .. ':leased')
 return count
 `;
 

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { RedisConnections, type ScriptRunner } from '../redis/redis.module.js';
-import { claimScript, leaseScript, openJobScript, releaseWorkerScript, requeueScript, returnScript, setEscrowedScript, setRunningScript, sweepScript } from './lease-scripts.js';
+import { claimScript, heldScript, leaseCapReply, leaseScript, openJobScript, releaseWorkerScript, requeueScript, returnScript, setEscrowedScript, setRunningScript, sweepScript } from './lease-scripts.js';
 
 
 export interface Lease {
@@ -9,18 +9,35 @@ export interface Lease {
   sliceIndexes: number[];
 }
 
+/** What a claim for results found: the task's job, which slices were claimed, and the slice time each may be credited. */
+export interface Claim {
+  jobId: string | null;
+  claimed: boolean[];
+  /** Per slice: its reported time bounded by what the scheduler observed of the task (see claimScript); 0 when not claimed. */
+  boundedMs: number[];
+}
+
+/** How the scheduler bounds a claim's reported slice times. */
+export interface ClaimBounds {
+  now: number;
+  /** Sandboxes the worker declared (slices of one task run at most this many at once). */
+  sandboxes: number;
+  /** No slice runs longer than this (the scheduler's SLICE_TIME_LIMIT_MS). */
+  sliceLimitMs: number;
+}
+
 /** The only code that touches lease state in Redis; every operation is one atomic script. */
 @Injectable()
 export class LeaseRepository {
   private readonly redis: Redis;
   private readonly prefix: string;
-  private readonly scripts: Record<'lease' | 'claim' | 'return' | 'releaseWorker' | 'sweep' | 'requeue' | 'openJob' | 'setRunning' | 'setEscrowed', ScriptRunner>;
+  private readonly scripts: Record<'lease' | 'claim' | 'held' | 'return' | 'releaseWorker' | 'sweep' | 'requeue' | 'openJob' | 'setRunning' | 'setEscrowed', ScriptRunner>;
 
   constructor(connections: RedisConnections) {
     this.redis = connections.command;
     this.prefix = connections.prefix;
     this.scripts = connections.scripts('commune', {
-      lease: leaseScript, claim: claimScript, return: returnScript, releaseWorker: releaseWorkerScript, sweep: sweepScript, requeue: requeueScript, openJob: openJobScript,
+      lease: leaseScript, claim: claimScript, held: heldScript, return: returnScript, releaseWorker: releaseWorkerScript, sweep: sweepScript, requeue: requeueScript, openJob: openJobScript,
       setRunning: setRunningScript, setEscrowed: setEscrowedScript,
     });
   }
@@ -49,18 +66,33 @@ export class LeaseRepository {
   /**
    * Leases up to maxSlices of the least-served ready job (looking at `candidates` jobs) to a worker,
    * never one of `skip` (jobs whose requirements the worker does not meet; they are marked unmet).
+   * `cap` (> 0) bounds the slices the worker holds leased at once: at the cap the answer is
+   * `{ capped: held }` and nothing is leased.
    */
   async lease(
     workerId: string, taskId: string, maxSlices: number, deadline: number,
     wage: { minWageDcc: string; paidWork: boolean } = { minWageDcc: '0', paidWork: false }, candidates = LeaseRepository.leaseCandidates,
-    skip: readonly string[] = [],
-  ): Promise<Lease | null> {
+    skip: readonly string[] = [], cap = 0,
+  ): Promise<Lease | { capped: number } | null> {
     const reply = (await this.scripts.lease(
-      this.prefix, workerId, taskId, maxSlices, deadline, candidates, wage.minWageDcc, wage.paidWork ? '1' : '0', LeaseRepository.unmetTtlMs, ...skip,
+      this.prefix, workerId, taskId, maxSlices, deadline, candidates, wage.minWageDcc, wage.paidWork ? '1' : '0', LeaseRepository.unmetTtlMs, cap, Date.now(), ...skip,
     )) as string[];
     if (reply.length === 0) return null;
     const [jobId, ...slices] = reply;
+    if (jobId === leaseCapReply) return { capped: Number(slices[0]) };
     return { jobId: jobId!, sliceIndexes: slices.map(Number) };
+  }
+
+  /** Slices leased to a worker connection and awaiting a result. */
+  async leasedCount(workerId: string): Promise<number> {
+    return Number((await this.redis.get(`${this.prefix}:worker:${workerId}:leased`)) ?? 0);
+  }
+
+  /** Which of `sliceIndexes` of `jobId` the worker holds leased right now (in `taskId` if given). */
+  async held(workerId: string, jobId: string, taskId: string | undefined, sliceIndexes: number[]): Promise<boolean[]> {
+    if (sliceIndexes.length === 0) return [];
+    const reply = (await this.scripts.held(this.prefix, workerId, jobId, taskId ?? '', ...sliceIndexes)) as number[];
+    return reply.map((flag) => Number(flag) === 1);
   }
 
   /** The ids of the `count` least-served ready jobs (what a lease looks at). */
@@ -73,11 +105,25 @@ export class LeaseRepository {
     return (await this.redis.exists(`${this.prefix}:job:${jobId}:unmet`)) === 1;
   }
 
-  /** Claims slices for results; returns the task's job and which slices this worker may report. */
-  async claim(taskId: string, workerId: string, sliceIndexes: number[], renewedDeadline: number): Promise<{ jobId: string | null; claimed: boolean[] }> {
-    const reply = (await this.scripts.claim(this.prefix, taskId, workerId, renewedDeadline, ...sliceIndexes)) as (string | number)[];
-    const [jobId, ...flags] = reply;
-    return { jobId: jobId ? String(jobId) : null, claimed: flags.map((flag) => Number(flag) === 1) };
+  /**
+   * Claims slices for results: the task's job, which slices this worker may report, and the slice
+   * time each claimed one may be credited (its reported time bounded by what the scheduler saw).
+   */
+  async claim(
+    taskId: string, workerId: string, slices: ReadonlyArray<{ sliceIndex: number; elapsedMs: number }>, renewedDeadline: number, bounds: ClaimBounds,
+  ): Promise<Claim> {
+    const args: (string | number)[] = [this.prefix, taskId, workerId, renewedDeadline, bounds.now, bounds.sandboxes, bounds.sliceLimitMs];
+    for (const slice of slices) args.push(slice.sliceIndex, Number.isFinite(slice.elapsedMs) ? slice.elapsedMs : 0);
+    const reply = (await this.scripts.claim(...args)) as (string | number)[];
+    const jobId = reply[0];
+    const n = Number(reply[1]);
+    const claimed: boolean[] = [];
+    const boundedMs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      claimed.push(Number(reply[2 + i]) === 1);
+      boundedMs.push(Number(reply[2 + n + i]) || 0);
+    }
+    return { jobId: jobId ? String(jobId) : null, claimed, boundedMs };
   }
 
   /** Puts back slices of a task (all when none are named); returns how many went back. */
@@ -119,7 +165,7 @@ export class LeaseRepository {
   /** Forgets a closed job's keys (after late results had time to be refused). */
   async forgetJob(jobId: string): Promise<void> {
     const jobKey = `${this.prefix}:job:${jobId}`;
-    await this.redis.del(jobKey, `${jobKey}:requeue`, `${jobKey}:attempts`, `${jobKey}:unmet`, `${jobKey}:met`);
+    await this.redis.del(jobKey, `${jobKey}:requeue`, `${jobKey}:attempts`, `${jobKey}:unmet`, `${jobKey}:met`, `${jobKey}:slicetimes`);
   }
 
   /** Slices handed out so far (never-leased slices start at `cursor`). */

@@ -2,10 +2,11 @@ import { Logger } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { Socket } from 'socket.io';
 import {
-  ErrorCode, isCommuneError, Namespaces, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
+  checkBounds, CommuneError, ErrorCode, isCommuneError, Limits, Namespaces, type ValueBounds, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
   type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
 import { handle, toErrorReply } from '../common-replies.js';
+import { PaymentBounds } from '../payments/domain/pricing.js';
 import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { JobEvents } from '../jobs/job-events.js';
 import { Metrics } from '../health/metrics.js';
@@ -15,6 +16,23 @@ import { LeaseRepository } from './lease.repository.js';
 import { WorkerNotifier, type WorkerNamespace } from './worker-notifier.js';
 
 type WorkerSocket = Socket<WorkerToSchedulerEvents, SchedulerToWorkerEvents, Record<string, never>, WorkerSession>;
+
+/** A worker's hello (socket.io handshake auth) is small: bounded before it is parsed. */
+const helloBounds: ValueBounds = { maxDepth: 8, maxNodes: 4096, maxStringChars: 64 * 1024 };
+/**
+ * `task:results` is bounded as a message (size, values) but not in depth: each result's depth is
+ * checked on its own (ResultsService), so a too-deep result is a failed attempt of its slice (ETOODEEP)
+ * rather than a refused message that leaves the slice to be leased again forever. The walk is
+ * iterative and zod does not recurse into result values, so no depth reaches a recursive step.
+ */
+const resultsMessageBounds: ValueBounds = { maxDepth: Number.MAX_SAFE_INTEGER, maxNodes: Limits.maxValueNodes, maxStringChars: Limits.maxMessageBytes };
+
+/** A hello within helloBounds parsed with its schema (a bounds failure reads like a schema one). */
+function parseHello(auth: unknown) {
+  const problem = checkBounds(auth, helloBounds);
+  if (problem !== null) return { success: false as const, error: { issues: [{ path: ['auth'], message: `hello out of bounds (${problem})` }] } };
+  return WorkerHelloSchema.safeParse(auth);
+}
 
 /** `/worker`: task requests, results, returns and sandbox events. Thin: parse, call, reply. */
 @WebSocketGateway({ namespace: Namespaces.worker })
@@ -36,7 +54,7 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     // Compute group credentials are checked before the connection is accepted: a worker with a
     // wrong secret or an unknown group gets a connect_error saying which, and no work.
     namespace.use((socket, next) => {
-      const hello = WorkerHelloSchema.safeParse(socket.handshake.auth);
+      const hello = parseHello(socket.handshake.auth);
       if (!hello.success) return next(); // handleConnection refuses it, naming what is wrong
       this.computeGroups.join(hello.data.computeGroups).then(
         (joined) => {
@@ -55,9 +73,9 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   }
 
   handleConnection(socket: WorkerSocket): void {
-    const hello = WorkerHelloSchema.safeParse(socket.handshake.auth);
+    const hello = parseHello(socket.handshake.auth);
     if (!hello.success) {
-      this.logger.warn(`refused worker ${socket.id}: bad hello (${hello.error.issues.map((i) => i.path.join('.') + ' ' + i.message).join('; ')})`);
+      this.logger.warn(`refused worker ${socket.id}: bad hello (${hello.error.issues.slice(0, 5).map((i) => i.path.join('.').slice(0, 100) + ' ' + i.message.slice(0, 200)).join('; ')})`);
       socket.disconnect(true);
       return;
     }
@@ -67,6 +85,10 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
       sentWork: new Set(),
       sentModules: new Set(),
       capabilities: hello.data.capabilities,
+      sandboxes: hello.data.sandboxes,
+      acceptedSlices: 0,
+      paymentOutliers: 0,
+      unpaid: false,
       fits: new Map(),
       earnings: hello.data.earnings ?? null,
       minWage: hello.data.minWage,
@@ -77,21 +99,60 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     this.logger.log(`worker ${hello.data.workerId} connected (${hello.data.sandboxes} sandboxes)`);
 
     handle(socket, 'task:request', TaskRequestSchema, async ({ maxSlices }) => ({ tasks: await this.dispatch.grant(socket.data, maxSlices) }));
-    handle(socket, 'task:results', TaskResultsSchema, async (batch) => ({
-      ok: true as const,
-      ...(await this.results.submit(socket.data.leaseOwner, batch, socket.data.earnings)),
-    }));
+    handle(socket, 'task:results', TaskResultsSchema, async (batch) => {
+      const session = socket.data;
+      const { paymentOutliers, ...ack } = await this.results.submit(
+        { leaseOwner: session.leaseOwner, payee: session.unpaid ? null : session.earnings, sandboxes: session.sandboxes },
+        batch,
+      );
+      session.acceptedSlices += ack.accepted.length;
+      if (paymentOutliers > 0) this.flagOutliers(session, batch.jobId, paymentOutliers);
+      return { ok: true as const, ...ack };
+    }, resultsMessageBounds);
     handle(socket, 'task:return', TaskReturnSchema, async ({ taskId, sliceIndexes }) => {
       const returned = await this.leases.returnSlices(taskId, socket.data.leaseOwner, sliceIndexes);
       this.metrics.slicesReturned.inc(returned);
       if (returned > 0) this.notifier.workAvailable();
       return { ok: true as const, returned };
     });
-    handle(socket, 'task:events', WorkerEventsSchema, ({ jobId, console, custom }) => {
-      this.events.console(jobId, console);
-      this.events.custom(jobId, custom);
+    handle(socket, 'task:events', WorkerEventsSchema, async ({ jobId, taskId, console, custom }) => {
+      // Only the worker holding a live lease on a slice speaks for it: other entries are dropped.
+      const slices = [...new Set([...console.map((entry) => entry.sliceIndex), ...custom.map((event) => event.sliceIndex)])];
+      if (slices.length > Limits.maxSlicesPerTask) {
+        throw new CommuneError(ErrorCode.ETOOBIG, `events of more than ${Limits.maxSlicesPerTask} slices in one message (maxSlicesPerTask)`);
+      }
+      const held = await this.leases.held(socket.data.leaseOwner, jobId, taskId, slices);
+      const leased = new Set(slices.filter((_, i) => held[i]));
+      const consoleHeld = console.filter((entry) => leased.has(entry.sliceIndex));
+      const customHeld = custom.filter((event) => leased.has(event.sliceIndex));
+      const refused = console.length + custom.length - consoleHeld.length - customHeld.length;
+      this.events.console(jobId, consoleHeld);
+      this.events.custom(jobId, customHeld);
+      if (refused > 0) {
+        this.metrics.workerEventsRefused.inc(refused);
+        if (consoleHeld.length + customHeld.length === 0) {
+          throw new CommuneError(ErrorCode.ENOTLEASED, `none of these events' slices of ${jobId} is leased to this worker`);
+        }
+      }
+      return { ok: true as const, delivered: consoleHeld.length + customHeld.length, refused };
     });
     socket.on('error', (error: unknown) => this.logger.warn(`worker socket ${socket.id}: ${String((error as { message?: unknown } | null)?.message ?? error).slice(0, 200)}`));
+  }
+
+  /**
+   * Paid slices whose time was an outlier against the job's peers were paid at the bound; past
+   * PaymentBounds.maxOutliersPerWorker such slices the connection is paid nothing more and gets
+   * no more paid work (see PaymentBounds).
+   */
+  private flagOutliers(session: WorkerSession, jobId: string, outliers: number): void {
+    session.paymentOutliers += outliers;
+    this.metrics.paymentOutliers.inc(outliers);
+    this.logger.warn(`worker ${session.workerId}: ${outliers} paid slices of ${jobId} reported times above ${PaymentBounds.outlierFactor}x the job's median; paid at that bound (${session.paymentOutliers} so far)`);
+    if (!session.unpaid && session.paymentOutliers > PaymentBounds.maxOutliersPerWorker) {
+      session.unpaid = true;
+      this.metrics.unpaidWorkers.inc();
+      this.logger.warn(`worker ${session.workerId}: more than ${PaymentBounds.maxOutliersPerWorker} payment outliers; this connection is no longer paid and gets no paid work`);
+    }
   }
 
   async handleDisconnect(socket: WorkerSocket): Promise<void> {

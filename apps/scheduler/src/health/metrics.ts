@@ -12,6 +12,12 @@ export class Metrics {
   readonly sliceFailures = new Counter({ name: 'commune_slice_failures_total', help: 'Failed slice attempts', registers: [this.registry] });
   readonly jobsDeployed = new Counter({ name: 'commune_jobs_deployed_total', help: 'Jobs accepted', registers: [this.registry] });
   readonly moduleSourcesSent = new Counter({ name: 'commune_module_sources_sent_total', help: 'Module sources (job.requires()) sent to workers: once per worker connection and source', registers: [this.registry] });
+  readonly leaseCapRefusals = new Counter({ name: 'commune_lease_cap_refusals_total', help: 'Task requests refused because the worker held its cap of leased slices (ELEASECAP)', registers: [this.registry] });
+  readonly workerEventsRefused = new Counter({ name: 'commune_worker_events_refused_total', help: 'Console/custom events refused: their slice is not leased to the sending worker', registers: [this.registry] });
+  readonly resultsFailedBounds = new Counter({ name: 'commune_results_out_of_bounds_total', help: 'Slice results counted as failed attempts for being too deep (ETOODEEP) or too big (ERESULTTOOBIG)', registers: [this.registry] });
+  readonly paymentOutliers = new Counter({ name: 'commune_payment_outliers_total', help: 'Paid slices whose reported time exceeded the job peers\' median by the outlier factor (paid at the bound)', registers: [this.registry] });
+  readonly paymentTimeClamped = new Counter({ name: 'commune_payment_time_clamped_total', help: 'Paid slices whose reported time exceeded what the scheduler observed (lease to result) and was bounded', registers: [this.registry] });
+  readonly unpaidWorkers = new Counter({ name: 'commune_workers_unpaid_total', help: 'Worker connections that stopped being paid after too many payment outliers', registers: [this.registry] });
   readonly workersConnected = new Gauge({ name: 'commune_workers_connected', help: 'Workers connected to this replica', registers: [this.registry] });
 
   constructor() {

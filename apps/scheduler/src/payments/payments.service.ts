@@ -6,6 +6,7 @@ import { LeaseRepository } from '../dispatch/lease.repository.js';
 import { BankClient } from './bank.client.js';
 import { dccToUnits, escrowFor, slicePayment, unitsToDcc, type PricingPolicy } from './domain/pricing.js';
 import { PaymentsRepository, type PaidJob, type UnsettledPayment } from './payments.repository.js';
+import { SliceTimesRepository } from './slice-times.repository.js';
 
 export type EscrowOutcome =
   | { kind: 'free' }
@@ -40,6 +41,7 @@ export class PaymentsService {
     private readonly bank: BankClient,
     private readonly repository: PaymentsRepository,
     private readonly leases: LeaseRepository,
+    private readonly sliceTimes: SliceTimesRepository,
   ) {
     this.policy = { marketRateUnitsPerSecond: dccToUnits(env.MARKET_RATE_DCC_PER_SECOND), minimumSliceUnits: dccToUnits(env.MINIMUM_SLICE_PAYMENT_DCC) };
     this.feeUnits = dccToUnits(env.OPERATOR_FEE_DCC);
@@ -107,16 +109,29 @@ export class PaymentsService {
     }
   }
 
-  /** The payment for one accepted slice (smallest unit), or null for a free job or a worker with no earnings account. */
-  async priceFor(jobId: string, elapsedMs: number, payee: string | null): Promise<string | null> {
-    if (payee === null) return null;
+  /**
+   * The payment (smallest unit) for each accepted slice of a batch, or null for a free job or a
+   * worker with no earnings account. `times` are the slice times the scheduler observed it may
+   * credit (LeaseRepository.claim); the job's peers bound them further (PaymentBounds), and
+   * `outliers` says how many were outliers.
+   */
+  async priceResults(jobId: string, times: number[], payee: string | null): Promise<{ payments: Array<string | null>; outliers: number }> {
+    const none = { payments: times.map(() => null), outliers: 0 };
+    if (payee === null || times.length === 0) return none;
     let offerUnits = this.offers.get(jobId);
     if (offerUnits === undefined) {
       offerUnits = (await this.repository.paidJob(jobId))?.offerUnits ?? '0';
       this.remember(jobId, offerUnits);
     }
-    return offerUnits === '0' ? null : slicePayment(offerUnits, elapsedMs, this.policy);
+    if (offerUnits === '0') return none;
+    const bounded = await this.sliceTimes.bound(jobId, times);
+    const unitsOffered = offerUnits;
+    return {
+      payments: bounded.map((time) => slicePayment(unitsOffered, time.ms, this.policy)),
+      outliers: bounded.filter((time) => time.outlier).length,
+    };
   }
+
 
   private remember(jobId: string, offerUnits: string): void {
     this.offers.set(jobId, offerUnits);

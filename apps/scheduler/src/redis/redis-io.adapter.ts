@@ -3,12 +3,18 @@ import { IoAdapter } from '@nestjs/platform-socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Server, ServerOptions } from 'socket.io';
 import type { Redis } from 'ioredis';
+import { InboundBudget, type BudgetedSocket } from './inbound-budget.js';
 
 /**
  * socket.io over WebSocket only (no polling, so replicas need no sticky sessions), with the Redis
- * adapter so an event emitted on one replica reaches sockets on every replica.
+ * adapter so an event emitted on one replica reaches sockets on every replica. Inbound messages
+ * are bounded by the transport (maxHttpBufferSize: larger ones close the connection before they
+ * are parsed, and socket.io-parser's own attachment limit holds), and large ones by one
+ * InboundBudget shared by every namespace (/client and /worker).
  */
 export class RedisIoAdapter extends IoAdapter {
+  readonly budget = new InboundBudget();
+
   constructor(app: INestApplicationContext, private readonly publisher: Redis, private readonly subscriber: Redis, private readonly maxMessageBytes: number, private readonly key: string) {
     super(app);
   }
@@ -23,5 +29,13 @@ export class RedisIoAdapter extends IoAdapter {
     }) as Server;
     server.adapter(createAdapter(this.publisher, this.subscriber, { key: this.key }));
     return server;
+  }
+
+  /** Every socket of every gateway gets the budget before its gateway's handlers are bound. */
+  override bindClientConnect(server: { on(event: string, listener: (socket: BudgetedSocket) => void): unknown }, callback: (socket: BudgetedSocket) => void): void {
+    server.on('connection', (socket: BudgetedSocket) => {
+      this.budget.guard(socket);
+      callback(socket);
+    });
   }
 }

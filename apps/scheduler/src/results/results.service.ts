@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { ErrorCode, type SliceOutcome, type TaskResults, type TaskResultsAck } from '@commune/protocol';
+import { checkBounds, ErrorCode, Limits, type SliceOutcome, type TaskResults, type TaskResultsAck, type ValueBounds } from '@commune/protocol';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { LeaseRepository } from '../dispatch/lease.repository.js';
 import { WorkerNotifier } from '../dispatch/worker-notifier.js';
@@ -9,9 +9,31 @@ import { JobsService } from '../jobs/jobs.service.js';
 import { Metrics } from '../health/metrics.js';
 import { PaymentsService } from '../payments/payments.service.js';
 
+/** Who sends a batch of results: its lease owner (one per connection), where its pay goes, and the sandboxes it declared. */
+export interface ResultsSubmitter {
+  leaseOwner: string;
+  /** The worker's earnings account, paid for each accepted slice of a paid job; null: unpaid. */
+  payee: string | null;
+  sandboxes: number;
+}
+
+/** What a batch came to: the worker's ack, and how many paid slices were timing outliers against the job's peers. */
+export interface SubmitOutcome extends TaskResultsAck {
+  paymentOutliers: number;
+}
+
+type OkOutcome = Extract<SliceOutcome, { status: 'ok' }>;
+type ErrorOutcome = Extract<SliceOutcome, { status: 'error' }>;
+
+/** One result value's bounds: nesting (ETOODEEP) and size (ERESULTTOOBIG), checked without recursion. */
+const resultBounds: ValueBounds = { maxDepth: Limits.maxValueDepth, maxNodes: Limits.maxValueNodes, maxStringChars: Limits.maxResultBytes };
+
 /**
  * Accepts a worker's results: a slice's result counts only if the slice is leased to that worker
- * (claimed atomically in Redis) and is the first for the slice (primary key in Postgres).
+ * (claimed atomically in Redis) and is the first for the slice (primary key in Postgres). A result
+ * nested deeper than Limits.maxValueDepth (ETOODEEP) or larger than Limits.maxResultBytes
+ * (ERESULTTOOBIG) is a failed attempt of its slice, so a poison slice ends its job after
+ * maxAttemptsPerSlice instead of being leased forever.
  */
 @Injectable()
 export class ResultsService {
@@ -28,13 +50,17 @@ export class ResultsService {
     private readonly payments: PaymentsService,
   ) {}
 
-  /** `payee`: the worker's earnings account, paid for each accepted slice of a paid job. */
-  async submit(workerId: string, batch: TaskResults, payee: string | null = null): Promise<TaskResultsAck> {
-    const indexes = batch.outcomes.map((outcome) => outcome.sliceIndex);
-    const { jobId, claimed } = await this.leases.claim(batch.taskId, workerId, indexes, Date.now() + this.env.LEASE_TIMEOUT_MS);
+  async submit(submitter: ResultsSubmitter, batch: TaskResults): Promise<SubmitOutcome> {
+    const workerId = submitter.leaseOwner;
+    const now = Date.now();
+    const { jobId, claimed, boundedMs } = await this.leases.claim(batch.taskId, workerId, batch.outcomes, now + this.env.LEASE_TIMEOUT_MS, {
+      now,
+      sandboxes: submitter.sandboxes,
+      sliceLimitMs: this.env.SLICE_TIME_LIMIT_MS,
+    });
     const refused: TaskResultsAck['refused'] = [];
-    const ok: Array<Extract<SliceOutcome, { status: 'ok' }> & { json: string | null }> = [];
-    const failed: Array<Extract<SliceOutcome, { status: 'error' }>> = [];
+    const ok: Array<OkOutcome & { json: string | null; creditedMs: number }> = [];
+    const failed: ErrorOutcome[] = [];
     batch.outcomes.forEach((outcome, i) => {
       if (!claimed[i] || jobId !== batch.jobId) {
         refused.push({ sliceIndex: outcome.sliceIndex, code: ErrorCode.ENOTLEASED });
@@ -44,17 +70,29 @@ export class ResultsService {
         failed.push(outcome);
         return;
       }
-      const json = outcome.value === undefined ? null : JSON.stringify(outcome.value);
-      ok.push({ ...outcome, json });
+      const bounded = this.boundedJson(outcome);
+      if (bounded === null || typeof bounded === 'string') ok.push({ ...outcome, json: bounded, creditedMs: boundedMs[i] ?? 0 });
+      else failed.push(bounded.failure);
     });
     const accepted: number[] = [];
+    let paymentOutliers = 0;
     if (jobId !== null && jobId === batch.jobId) {
       if (ok.length > 0) {
         try {
-          const rows = await Promise.all(ok.map(async (o) => ({
-            sliceIndex: o.sliceIndex, value: o.json, elapsedMs: o.elapsedMs, payment: await this.payments.priceFor(jobId, o.elapsedMs, payee),
-          })));
-          const stored = await this.jobsRepository.insertResults(jobId, workerId, rows, payee);
+          const priced = await this.payments.priceResults(jobId, ok.map((o) => o.creditedMs), submitter.payee);
+          paymentOutliers = priced.outliers;
+          if (priced.payments.some((p) => p !== null)) {
+            const clamped = ok.filter((o) => o.elapsedMs > o.creditedMs + 1).length;
+            if (clamped > 0) this.metrics.paymentTimeClamped.inc(clamped);
+          }
+          const rows = ok.map((o, i) => ({
+            sliceIndex: o.sliceIndex,
+            value: o.json,
+            // The worker's report, within what a slice can take; the price uses the bounded time.
+            elapsedMs: Math.min(o.elapsedMs, this.env.SLICE_TIME_LIMIT_MS),
+            payment: priced.payments[i] ?? null,
+          }));
+          const stored = await this.jobsRepository.insertResults(jobId, workerId, rows, submitter.payee);
           const inserted = new Set(stored.inserted);
           const results = [];
           for (const outcome of ok) {
@@ -79,11 +117,28 @@ export class ResultsService {
       if (failed.length > 0) await this.recordFailures(jobId, workerId, failed);
     }
     if (refused.length > 0) this.metrics.resultsRefused.inc(refused.length);
-    return { accepted, refused };
+    return { accepted, refused, paymentOutliers };
+  }
+
+  /** A result's JSON text, or the failed attempt it stands for when it is too deep or too big (checked before anything recurses into it). */
+  private boundedJson(outcome: OkOutcome): string | null | { failure: ErrorOutcome } {
+    if (outcome.value === undefined) return null;
+    const problem = checkBounds(outcome.value, resultBounds);
+    let json: string | null = null;
+    if (problem === null) {
+      json = JSON.stringify(outcome.value) ?? null;
+      if (json === null || json.length <= Limits.maxResultBytes) return json;
+    }
+    this.metrics.resultsFailedBounds.inc();
+    const code = problem === 'depth' ? ErrorCode.ETOODEEP : ErrorCode.ERESULTTOOBIG;
+    const message = problem === 'depth'
+      ? `the result is nested deeper than ${Limits.maxValueDepth} levels (maxValueDepth)`
+      : `the result is larger than ${Limits.maxResultBytes} bytes (maxResultBytes)`;
+    return { failure: { sliceIndex: outcome.sliceIndex, status: 'error', error: { code, name: 'Error', message }, elapsedMs: outcome.elapsedMs } };
   }
 
   /** A failed attempt goes back on the queue until a named limit says the job cannot succeed. */
-  private async recordFailures(jobId: string, workerId: string, failed: Array<Extract<SliceOutcome, { status: 'error' }>>): Promise<void> {
+  private async recordFailures(jobId: string, workerId: string, failed: ErrorOutcome[]): Promise<void> {
     for (const outcome of failed) this.events.sliceError(jobId, outcome.sliceIndex, outcome.error);
     const errors = await this.jobsRepository.recordFailures(jobId, workerId, failed.map((f) => ({ sliceIndex: f.sliceIndex, code: f.error.code, message: f.error.message })));
     this.metrics.sliceFailures.inc(failed.length);

@@ -17,6 +17,25 @@ export function unitsToDcc(units: string): string {
   return new BigNumber(units).div(unit).toFixed();
 }
 
+/**
+ * How a paid slice's time is bounded before it is priced (the worker's report alone never sets its
+ * pay). First by what the scheduler observed (claimScript: lease to result, x declared sandboxes per
+ * task, and SLICE_TIME_LIMIT_MS), then by the job's peers: once a job has `minPeerSamples` accepted
+ * paid slice times, a time above `outlierFactor` x their median is an outlier. An outlier's result
+ * is kept (its value is not suspect for its timing alone) and paid as if it took the bound; it is
+ * counted (commune_payment_outliers_total) and logged, and a worker connection with more than
+ * `maxOutliersPerWorker` outliers is paid nothing more and gets no more paid work.
+ */
+export const PaymentBounds = {
+  outlierFactor: 10,
+  minPeerSamples: 8,
+  /** Recent accepted slice times kept per job (the median's window). */
+  samplesKept: 101,
+  /** They are forgotten this long after the job's last paid result. */
+  samplesTtlMs: 24 * 3600 * 1000,
+  maxOutliersPerWorker: 10,
+} as const;
+
 export interface PricingPolicy {
   /** Market rate, smallest units per second of slice time on a reference core. */
   marketRateUnitsPerSecond: string;
