@@ -19,7 +19,7 @@ const units = (dcc: string) => new BigNumber(dcc).times('1e18').toFixed(0);
  */
 describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
   const env = isolatedEnvironment({ SETTLEMENT_INTERVAL_MS: '100', ESCROW_SLICES: '4', MARKET_RATE_DCC_PER_SECOND: '1', MINIMUM_SLICE_PAYMENT_DCC: '0.01' });
-  const bankEnv: Record<string, string> = { ...env, DATABASE_SCHEMA: `${env.DATABASE_SCHEMA}_bank`, REDIS_PREFIX: `${env.REDIS_PREFIX}_bank`, BANK_SERVICE_TOKEN: 'test-service-token' };
+  const bankEnv: Record<string, string> = { ...env, DATABASE_SCHEMA: `${env.DATABASE_SCHEMA}_bank`, REDIS_PREFIX: `${env.REDIS_PREFIX}_bank`, BANK_SERVICE_TOKEN: 'test-service-token-0123456789abcdef' };
   let bank: BankApp;
   let scheduler: SchedulerApp;
   let ledger: LedgerService;
@@ -30,7 +30,7 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
     bankEnv.PORT = String(await freePort()); // fixed, so the bank can restart where the scheduler expects it
     bank = await startBank(bankEnv);
     ledger = bank.app.get(LedgerService);
-    scheduler = await startScheduler({ ...env, BANK_URL: bank.url, BANK_SERVICE_TOKEN: 'test-service-token' });
+    scheduler = await startScheduler({ ...env, BANK_URL: bank.url, BANK_SERVICE_TOKEN: 'test-service-token-0123456789abcdef' });
   }, 30_000);
   afterAll(async () => {
     for (const socket of sockets) socket.disconnect();
@@ -71,8 +71,13 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
       throw new Error(`${(error as Error).message}; redis job ${JSON.stringify(job)}, requeue ${JSON.stringify(requeue)}, ready ${JSON.stringify(ready)}, status ${JSON.stringify(status)}`);
     }
   }
+  /**
+   * Reports each slice of `tasks` as taking `elapsedMs`, after really holding the lease that long:
+   * the scheduler pays no more time than it saw between lease and result (x the worker's 1 sandbox).
+   */
   async function complete(worker: TestWorkerSocket, tasks: Task[], elapsedMs = 1) {
     for (const task of tasks) {
+      await new Promise((resolve) => setTimeout(resolve, elapsedMs * task.slices.length + 5));
       await request(worker, 'task:results', { taskId: task.taskId, jobId: task.jobId, outcomes: task.slices.map((s) => ({ sliceIndex: s.sliceIndex, status: 'ok', value: s.datum, elapsedMs })) });
     }
   }
