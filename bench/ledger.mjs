@@ -6,16 +6,19 @@
 //   batched     payments out of one hold in batches of BENCH_BATCH (default 500), to 1,000 workers
 //   concurrent  BENCH_WRITERS (default 32) writers, transfers between random pairs of 64 accounts
 //   contended   the same writers over only 4 accounts (every transfer waits on a row lock)
-//   http        signed POST /transfers over HTTP from BENCH_WRITERS clients (signature check included;
-//               the clients sign with libsecp256k1 through the protocol's signRequest, so the bench's
-//               own signing does not eat the core the bank runs on)
+//   http        signed POST /transfers over HTTP from BENCH_WRITERS clients to a bank in its own process
+//               (`node apps/bank/dist/main.js` on the same schema, as deployed; signature check included).
+//               The clients sign with libsecp256k1 through the protocol's signRequest and post with
+//               node:http keep-alive, so the bench's own work stays small next to the bank's
 // Same-run baseline of the http figure: ethers' JS signature recovery on one core (recoveries/s),
 // what capped the bank's signed transfers before recovery went native (213/s measured 2026-11-30).
 // Environment: BENCH_SECONDS per scenario (default 5), BENCH_WRITERS, BENCH_BATCH, BENCH_SCENARIOS
-// (comma-separated, default all),
+// (comma-separated, default all), BENCH_BANK_NODE_ARGS (node arguments of the http scenario's bank),
 // BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/commune_bench), REDIS_URL.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getAddress, getBytes, hashMessage, recoverAddress, Wallet } from 'ethers';
@@ -80,6 +83,69 @@ function nativeSigner(wallet) {
       return '0x' + Buffer.from(signature).toString('hex') + (27 + recid).toString(16);
     },
   };
+}
+
+/** The bank as its own process (as `pnpm start` and the image run it), on the bench's schema. */
+async function spawnBankProcess(env, nodeArgs = []) {
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'apps/bank/dist/main.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output = (output + chunk).slice(-20_000)));
+  child.stderr.on('data', (chunk) => (output = (output + chunk).slice(-20_000)));
+  const deadline = Date.now() + 30_000;
+  while (!output.includes('bank listening on')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the bank process did not start: ${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    /** CPU seconds (user + system) the bank process has used so far. */
+    cpuSeconds() {
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** CPU seconds used so far by every process named postgres (the server and its backends). */
+function postgresCpuSeconds() {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!stat.includes('(postgres)')) continue;
+      const fields = stat.split(') ')[1].split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/** POST over node:http with a keep-alive agent (fetch costs the bench's own core far more per call). */
+function poster(baseUrl, sockets) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets });
+  const { hostname, port } = new URL(baseUrl);
+  return (path, body) =>
+    new Promise((resolve, reject) => {
+      const request = http.request({ agent, hostname, port, path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
+        const chunks = [];
+        response.on('data', (chunk) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode, text: Buffer.concat(chunks).toString() }));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+      request.end(body);
+    });
 }
 
 /** ethers' JS recovery of signed requests on this core for `ms`: the old path's cap. */
@@ -171,15 +237,29 @@ async function main() {
       const probe = { n: 1 };
       if ((await signRequest(signers[0], SignedKind.transfer, probe)) !== (await signRequest(wallets[0], SignedKind.transfer, probe))) throw new Error('the native signer disagrees with ethers');
       for (const wallet of wallets) await fund(wallet.address, 10n ** 24n);
-      const http = await measure('http', 'signed transfers', writers, async (writer) => {
-        const signer = signers[writer];
-        const transfer = { from: signer.address, to: spread[writer % spread.length], amount: '1', idempotencyKey: key('http'), expiresAt: Date.now() + 60_000 };
-        const body = JSON.stringify({ transfer, signature: await signRequest(signer, SignedKind.transfer, transfer) });
-        const response = await fetch(`${bank.url}/transfers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-        if (response.status !== 201) throw new Error(`POST /transfers answered ${response.status}: ${await response.text()}`);
-        await response.arrayBuffer();
-        return 1;
-      });
+      const port = 4100 + 800 + Math.floor(Math.random() * 90);
+      const bankProcess = await spawnBankProcess({
+        DATABASE_URL: databaseUrl, DATABASE_SCHEMA: tag, DATABASE_POOL_SIZE: '16', REDIS_URL: redisUrl, REDIS_PREFIX: tag,
+        PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', BANK_SERVICE_TOKEN: 'bench-service-token-0123456789abcdef',
+      }, (process.env.BENCH_BANK_NODE_ARGS ?? '').split(' ').filter(Boolean)); // e.g. --cpu-prof --cpu-prof-dir=DIR to profile the bank
+      const post = poster(`http://127.0.0.1:${port}`, writers);
+      let http;
+      const cpuBefore = bankProcess.cpuSeconds();
+      const postgresBefore = postgresCpuSeconds();
+      try {
+        http = await measure('http', 'signed transfers', writers, async (writer) => {
+          const signer = signers[writer];
+          const transfer = { from: signer.address, to: spread[writer % spread.length], amount: '1', idempotencyKey: key('http'), expiresAt: Date.now() + 60_000 };
+          const reply = await post('/transfers', JSON.stringify({ transfer, signature: await signRequest(signer, SignedKind.transfer, transfer) }));
+          if (reply.status !== 201) throw new Error(`POST /transfers answered ${reply.status}: ${reply.text}`);
+          return 1;
+        });
+        // Where the time goes: CPU of the bank process and of all PostgreSQL processes per transfer.
+        http.bankCpuMsPerTransfer = Number((((bankProcess.cpuSeconds() - cpuBefore) * 1000) / http.operations).toFixed(3));
+        http.postgresCpuMsPerTransfer = Number((((postgresCpuSeconds() - postgresBefore) * 1000) / http.operations).toFixed(3));
+      } finally {
+        await bankProcess.stop();
+      }
       http.baseline = baseline;
       http.ratioToBaseline = Number((http.perSecond / baseline.perSecond).toFixed(2));
       results.push(http);
@@ -196,7 +276,11 @@ async function main() {
         `${row.scenario.padEnd(12)} ${row.unit.padEnd(18)} ${String(row.writers).padStart(7)} ${String(row.perSecond).padStart(7)} ${String(row.callP50Ms).padStart(13)} ${String(row.callP99Ms).padStart(13)}`,
       );
     }
-    if (baseline) console.log(`\nbaseline (same run): ethers' JS recovery ${baseline.perSecond}/s on one core; signed transfers over HTTP = ${results.find((row) => row.scenario === 'http').ratioToBaseline}x that`);
+    const httpRow = results.find((row) => row.scenario === 'http');
+    if (httpRow) {
+      console.log(`\nbaseline (same run): ethers' JS recovery ${baseline.perSecond}/s on one core; signed transfers over HTTP = ${httpRow.ratioToBaseline}x that`);
+      console.log(`CPU per signed transfer: bank process ${httpRow.bankCpuMsPerTransfer} ms, PostgreSQL ${httpRow.postgresCpuMsPerTransfer} ms`);
+    }
     console.log(`\nledger consistent afterwards: ${consistent} (${stats.rows[0].transfers} transfers, ${stats.rows[0].entries} entries)\n`);
     const report = { benchmark: 'ledger', at: new Date().toISOString(), seconds, batchSize, results, consistent };
     console.log(JSON.stringify(report, null, 2));
