@@ -330,7 +330,7 @@ describe(SandboxPool.name, () => {
       const p = newPool(2, { memoryMb: 16 });
       const order: string[] = [];
       // One slow slice that is running on the other sandbox when the hog is killed.
-      const slow = makeJob('function (n) { const end = Date.now() + 400; let s = 0; while (Date.now() < end) { s += n; progress(); } return n; }');
+      const slow = makeJob('function (n) { const end = Date.now() + 1500; let s = 0; while (Date.now() < end) { s += n; progress(); } return n; }');
       const hog = makeJob('function (x) { if (x === "hog") { const keep = []; for (;;) keep.push(new Array(100000).fill(keep.length)); } return x; }');
       const slowCollected = collector();
       const hogCollected = collector();

@@ -194,6 +194,13 @@ export class SandboxPool {
 
   // ---------------------------------------------------------------- scheduling
 
+  /** Whether slices of the job are queued or running here (its sandbox contexts are worth keeping). */
+  private readonly hasWork = (jobId: string): boolean => {
+    for (const entry of this.queue) if (entry.batch.job.jobId === jobId) return true;
+    for (const slot of this.slots) if (slot.run !== null && slot.run.batch.job.jobId === jobId && slot.run.pos < slot.run.slices.length) return true;
+    return false;
+  };
+
   private schedule(): void {
     if (this.closed) return;
     for (const slot of this.slots) {
@@ -248,7 +255,7 @@ export class SandboxPool {
         run.lastUpdate = null;
         this.startWatchdog(job);
         try {
-          const prepared = await slot.sandbox.prepare(job);
+          const prepared = await slot.sandbox.prepare(job, this.hasWork);
           if (run.cancelled) break;
           if ((run.phase as ChunkRun['phase']) === 'killed') continue;
           if (!prepared.ok) {

@@ -21,10 +21,11 @@ export interface PreparedJob {
 export type PrepareResult = { ok: true; prepared: PreparedJob } | { ok: false; error: SliceError };
 
 /**
- * Contexts kept per isolate, all of one job (a work hash or module table of the same job may
- * differ); the least recently used one goes first. Contexts of other jobs are dropped as soon as
- * the sandbox prepares another job: a job's globals, and the memory they hold, never outlive its
- * turn on the sandbox, and no job's slice is charged for what another left behind.
+ * Contexts kept per isolate (one per job, so that jobs running side by side do not rebuild theirs
+ * at every turn); the least recently used one goes first. When the sandbox turns to another job,
+ * the contexts of jobs that have nothing left to run here go, and if what stays holds more than
+ * a little memory the whole isolate goes (see leaveOtherJobs): a job's context never outlives its
+ * work on the sandbox, and no job's slice is charged for memory another job left behind.
  */
 const maxContextsPerIsolate = 4;
 /**
@@ -49,6 +50,8 @@ export class Sandbox {
   private readonly scripts = new Map<string, ivm.Script | SliceError>();
   private readonly moduleScripts = new Map<string, ivm.Script | SliceError>();
   private readonly contexts = new Map<string, PreparedJob>();
+  /** The job the sandbox prepared last. */
+  private lastJobId: string | null = null;
 
   constructor(
     private readonly memoryMb: number,
@@ -74,8 +77,12 @@ export class Sandbox {
    * throw, not a function, arguments that cannot be copied) come back as `{ ok: false }`;
    * a rejection means the isolate was disposed underneath (watchdog, cancel, memory).
    */
-  async prepare(job: SandboxJob): Promise<PrepareResult> {
+  async prepare(job: SandboxJob, hasWork: (jobId: string) => boolean = () => false): Promise<PrepareResult> {
     const key = `${job.jobId}\u0000${job.workHash}\u0000${job.modules?.hash ?? ''}`;
+    if (job.jobId !== this.lastJobId) {
+      this.leaveOtherJobs(job.jobId, hasWork);
+      this.lastJobId = job.jobId;
+    }
     const cached = this.contexts.get(key);
     if (cached) {
       if (this.contexts.size > 1) {
@@ -84,7 +91,6 @@ export class Sandbox {
       }
       return { ok: true, prepared: cached };
     }
-    this.leaveOtherJobs(job.jobId);
     const isolate = this.ensureIsolate();
     const context = await isolate.createContext();
     const references: Array<{ release(): void }> = [];
@@ -169,32 +175,30 @@ export class Sandbox {
   }
 
   /**
-   * Before a context of `jobId` is made: the contexts of every other job go. When they hold more
-   * than a little memory (JS heap and ArrayBuffers, as the isolate counts them), the whole isolate
-   * goes instead: a released context is only garbage until V8 collects it, and the next job's
-   * slices must never run into a limit that another job's leftovers filled.
+   * The sandbox turns to `jobId`. The contexts of other jobs with nothing left to run here
+   * (`hasWork` false: finished, stopped, or not handed to this worker now) are released. If the
+   * isolate then still holds more than a small share of the memory limit (JS heap and ArrayBuffers,
+   * as the isolate counts them; other jobs' live contexts or garbage not yet collected), the whole
+   * isolate is replaced: a released context is only garbage until V8 collects it, and the next
+   * job's slices must never run into a limit that another job's leftovers filled.
    */
-  private leaveOtherJobs(jobId: string): void {
+  private leaveOtherJobs(jobId: string, hasWork: (jobId: string) => boolean): void {
     if (!this.holdsOtherJobs(jobId)) return;
-    const isolate = this.isolate;
-    if (isolate && !isolate.isDisposed) {
-      let used = Infinity;
-      try {
-        const heap = isolate.getHeapStatisticsSync() as ivm.HeapStatistics & { externally_allocated_size?: number };
-        used = heap.used_heap_size + (heap.externally_allocated_size ?? 0);
-      } catch {
-        // disposed underneath: start afresh below
-      }
-      if (used > this.memoryMb * 1024 * 1024 * leftoverShareBeforeFreshIsolate) {
-        this.dispose();
-        return;
-      }
-    }
     for (const [key, prepared] of this.contexts) {
-      if (prepared.jobId === jobId) continue;
+      if (prepared.jobId === jobId || hasWork(prepared.jobId)) continue;
       this.contexts.delete(key);
       releaseContext(prepared);
     }
+    const isolate = this.isolate;
+    if (isolate === null || isolate.isDisposed) return;
+    let used = Infinity;
+    try {
+      const heap = isolate.getHeapStatisticsSync() as ivm.HeapStatistics & { externally_allocated_size?: number };
+      used = heap.used_heap_size + (heap.externally_allocated_size ?? 0);
+    } catch {
+      // disposed underneath: start afresh
+    }
+    if (used > this.memoryMb * 1024 * 1024 * leftoverShareBeforeFreshIsolate) this.dispose();
   }
 
   /** Runs the datums in the sandbox; resolves with the number of outcomes the runtime reported. */
