@@ -7,6 +7,8 @@ import { applyMigrations } from '@commune/migrator';
 import { AppModule } from './app.module.js';
 import { DEV_SERVICE_TOKEN, loadBankEnv, type BankEnv } from './config/env.js';
 import { setupOpenApi } from './http/openapi.js';
+import { transfersFastPath } from './http/transfers-fast-path.js';
+import { LedgerService } from './ledger/ledger.service.js';
 import { PinoLogger } from '@commune/logging';
 
 /** prisma/bank/migrations, found from src/ (tests) or dist/ (built). */
@@ -34,6 +36,8 @@ export async function startBank(overrides: Partial<Record<keyof BankEnv, string>
   }
   await applyMigrations({ databaseUrl: env.DATABASE_URL, schema: env.DATABASE_SCHEMA, migrationsDir, log: (line) => logger.log(line, 'Migrations') });
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forEnv(env, source), { logger, abortOnError: false, bodyParser: false });
+  // Signed transfers take their own path to the ledger, ahead of the body parser and Nest's routes (see transfers-fast-path.ts).
+  app.use(transfersFastPath(app.get(LedgerService), env.MAX_BODY_BYTES));
   app.useBodyParser('json', { limit: env.MAX_BODY_BYTES });
   setupOpenApi(app);
   app.enableShutdownHooks();

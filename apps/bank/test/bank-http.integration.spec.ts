@@ -185,6 +185,14 @@ describe('bank HTTP API (real Postgres and Redis)', () => {
       expect(await response.json()).toMatchObject({ ok: false, code: ErrorCode.EINVAL });
       const toSelf = await anonymous.post<ErrorBody>('/transfers', await signedTransfer(payer, { to: payer.address, amount: '1' }));
       expect(toSelf.body.code).toBe(ErrorCode.EINVAL);
+      // Past MAX_BODY_BYTES: ETOOBIG (413), before anything is parsed; a body that is not JSON: EINVAL.
+      const huge = await fetch(`${bank.bank.url}/transfers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"transfer":"${'x'.repeat(bank.bank.env.MAX_BODY_BYTES)}"}` });
+      expect(huge.status).toBe(413);
+      expect(await huge.json()).toMatchObject({ ok: false, code: ErrorCode.ETOOBIG });
+      const text = await fetch(`${bank.bank.url}/transfers`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: JSON.stringify(await signedTransfer(payer, { to: randomAddress(), amount: '1' })) });
+      expect(text.status).toBe(400);
+      expect(await text.json()).toMatchObject({ ok: false, code: ErrorCode.EINVAL });
+      expect(await balanceOf(payer.address)).toBe('5');
     });
   });
 
