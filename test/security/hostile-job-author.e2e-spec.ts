@@ -123,7 +123,7 @@ describe('hostile job authors (security, e2e)', () => {
       progress(1);
       const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(bytes)), {});
       const grown = (instance.exports.grow as (pages: number) => number)(16_383);
-      return [grown, (instance.exports.mem as WebAssembly.Memory).buffer.byteLength];
+      return [grown, (instance.exports.mem as WasmMemory).buffer.byteLength];
     }, [module]);
     // memory.grow answers -1 (the wasm way of saying no) and the memory stays at its one page.
     expect(Array.from(await inner.exec())).toEqual([[-1, 65_536]]);
@@ -160,3 +160,13 @@ describe('hostile job authors (security, e2e)', () => {
 
 declare function progress(value?: number | string): boolean;
 declare const work: { emit(name: string, value: unknown): boolean };
+// What the work functions above use of the sandbox's WebAssembly (the test build has no DOM types).
+declare const WebAssembly: {
+  Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+};
+interface WasmMemory {
+  grow(pages: number): number;
+  readonly buffer: ArrayBuffer;
+}

@@ -336,16 +336,16 @@ describe(SandboxPool.name, () => {
       const hogCollected = collector();
       const slowRun = p.run(slow, slicesOf([7]), {
         ...slowCollected.hooks,
-        onOutcome: (jobId, outcome) => {
+        onOutcome: (jobId, outcome, weight) => {
           order.push('slow');
-          slowCollected.hooks.onOutcome(jobId, outcome);
+          slowCollected.hooks.onOutcome(jobId, outcome, weight);
         },
       });
       const hogRun = p.run(hog, slicesOf(['hog', 'after']), {
         ...hogCollected.hooks,
-        onOutcome: (jobId, outcome) => {
+        onOutcome: (jobId, outcome, weight) => {
           order.push(outcome.status === 'ok' ? 'hog ok' : 'hog killed');
-          hogCollected.hooks.onOutcome(jobId, outcome);
+          hogCollected.hooks.onOutcome(jobId, outcome, weight);
         },
       });
       await within(Promise.all([slowRun, hogRun]), 20_000, 'both jobs');
