@@ -3,7 +3,7 @@ import { Wallet } from 'ethers';
 import { ApplianceSpecSchema, hashOf, SignedKind, signRequest, type ApplianceSpecInput, type DeployReply, type JobStatus } from '@commune/protocol';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { dropIsolated, isolatedEnvironment } from '../../../test/support/services.js';
-import { signedDeploy } from '../../../test/support/signing.js';
+import { signedDeploy, signedFetch } from '../../../test/support/signing.js';
 import { connectClient, request, type TestClientSocket } from '../../../test/support/sockets.js';
 
 /**
@@ -183,7 +183,7 @@ describe('scheduler appliances (real Postgres and Redis)', () => {
     const appliance = { versionId: published.versionId, function: 'square' };
     const deployed = await request<DeployReply>(socket, 'deploy', await signedDeploy(publisher, { work: functions[0]!.work, inputSet: { kind: 'range', range: { start: 1, end: 3 } }, appliance }));
     expect(deployed.ok).toBe(true);
-    const status = (await call('GET', `/jobs/${(deployed as { jobId: string }).jobId}`)).body as JobStatus;
+    const status = (await signedFetch(publisher, scheduler.url, 'GET', `/jobs/${(deployed as { jobId: string }).jobId}`)).body as JobStatus;
     expect(status.appliance).toEqual({ applianceId: published.applianceId, name, version: '1.0.0', versionId: published.versionId, function: 'square' });
 
     const otherWork = await request<DeployReply>(socket, 'deploy', await signedDeploy(publisher, { work: '(i) => i', inputSet: { kind: 'range', range: { start: 1, end: 3 } }, appliance }));
