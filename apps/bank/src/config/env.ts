@@ -49,7 +49,7 @@ export const BankEnvSchema = z.object({
   /** Signed or in-process transfers committed together in one ledger transaction (group commit), at most. */
   MAX_TRANSFERS_PER_BATCH: positiveInt().max(5_000).default(256),
   /** Transfer batches (transactions) in flight at once; what arrives meanwhile waits for the next batch. */
-  TRANSFER_BATCHES_IN_FLIGHT: positiveInt().max(64).default(4),
+  TRANSFER_BATCHES_IN_FLIGHT: positiveInt().max(64).default(2),
   /** Attempts of one ledger transaction that hits a serialization failure or a deadlock. */
   MAX_TRANSACTION_ATTEMPTS: positiveInt().max(50).default(10),
   /** Entries per page of GET /accounts/:address/history (the default page is smaller). */
