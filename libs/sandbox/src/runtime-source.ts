@@ -62,6 +62,8 @@ export interface RuntimeLimits {
   maxConsoleMessageChars: number;
   /** work.emit() events reported per slice; the rest are dropped and summarised. */
   maxCustomEventsPerSlice: number;
+  /** Characters of console messages and work.emit() JSON reported per slice, together; the rest are dropped and summarised. Absent: no limit. */
+  maxEventCharsPerSlice?: number;
   /** Deepest nesting of a work.emit() value; deeper ones throw a RangeError (code ETOODEEP) in the work function. */
   maxValueDepth: number;
   /** WebAssembly memory one context may hold, in 64 KiB pages; absent: not counted. */
@@ -95,6 +97,7 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
   var MAX_CONSOLE = limits.maxConsoleEntriesPerSlice;
   var MAX_MESSAGE = limits.maxConsoleMessageChars;
   var MAX_CUSTOM = limits.maxCustomEventsPerSlice;
+  var MAX_EVENT_CHARS = typeof limits.maxEventCharsPerSlice === 'number' ? limits.maxEventCharsPerSlice : Infinity;
   var MAX_DEPTH = limits.maxValueDepth;
   var charCodeAt = String.prototype.charCodeAt;
   var PERCENT = /^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*%\s*$/i;
@@ -204,8 +207,10 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
   }
 
   function emitConsole(slice, level, message, same) {
-    if (slice.consoleCount >= MAX_CONSOLE) { slice.consoleDropped++; return; }
+    if (typeof message !== 'string') return;
+    if (slice.consoleCount >= MAX_CONSOLE || slice.eventChars + message.length > MAX_EVENT_CHARS) { slice.consoleDropped++; return; }
     slice.consoleCount++;
+    slice.eventChars += message.length;
     report(CONSOLE, slice.seq, slice.pos, level, message, same);
   }
 
@@ -254,8 +259,9 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
     }
     var slice = current;
     if (slice === null) return false;
-    if (slice.customCount >= MAX_CUSTOM) { slice.customDropped++; return false; }
+    if (slice.customCount >= MAX_CUSTOM || slice.eventChars + json.length > MAX_EVENT_CHARS) { slice.customDropped++; return false; }
     slice.customCount++;
+    slice.eventChars += json.length;
     report(CUSTOM, slice.seq, slice.pos, name, json);
     return true;
   }
@@ -284,10 +290,10 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
   function endSlice(slice) {
     flushSame(slice);
     if (slice.consoleDropped > 0) {
-      report(CONSOLE, slice.seq, slice.pos, 'warn', slice.consoleDropped + ' more console messages of this slice were dropped (at most ' + MAX_CONSOLE + ' per slice)', undefined);
+      report(CONSOLE, slice.seq, slice.pos, 'warn', slice.consoleDropped + ' more console messages of this slice were dropped (at most ' + MAX_CONSOLE + ' per slice, and ' + MAX_EVENT_CHARS + ' characters of console and work.emit() together)', undefined);
     }
     if (slice.customDropped > 0) {
-      report(CONSOLE, slice.seq, slice.pos, 'warn', slice.customDropped + ' more work.emit() events of this slice were dropped (at most ' + MAX_CUSTOM + ' per slice)', undefined);
+      report(CONSOLE, slice.seq, slice.pos, 'warn', slice.customDropped + ' more work.emit() events of this slice were dropped (at most ' + MAX_CUSTOM + ' per slice, and ' + MAX_EVENT_CHARS + ' characters of console and work.emit() together)', undefined);
     }
   }
 
@@ -665,7 +671,7 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
       var slice = {
         seq: seq, pos: pos, startedAt: dateNow(), progressReportedAt: -Infinity, progressThrottled: 0,
         lastLevel: null, lastMessage: null, same: 0, consoleCount: 0, consoleDropped: 0,
-        customCount: 0, customDropped: 0,
+        customCount: 0, customDropped: 0, eventChars: 0,
       };
       current = slice;
       var kind = OK, payload;

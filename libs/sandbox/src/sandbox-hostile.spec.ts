@@ -109,6 +109,24 @@ describe('SandboxPool against hostile work functions', () => {
       }
     });
 
+    it('hands the host at most a message worth of console and custom events per slice', async () => {
+      pool = new SandboxPool(1);
+      const s = await run(pool, `() => {
+        const big = 'x'.repeat(1000 * 1000);
+        let sent = 0;
+        for (let i = 0; i < 100; i++) if (work.emit('big', big)) sent++;
+        for (let i = 0; i < 1000; i++) console.log(i + 'y'.repeat(60 * 1000));
+        return sent;
+      }`);
+      const chars = s.custom.reduce((sum, event) => sum + JSON.stringify(event.value).length, 0) + s.console.reduce((sum, entry) => sum + entry.message.length, 0);
+      expect(chars).toBeLessThanOrEqual(4 * 1024 * 1024 + 2000);
+      expect(s.outcomes.map((o) => (o.status === 'ok' ? o.value : o.error.code))).toEqual([s.custom.length]);
+      expect(s.console.filter((entry) => entry.level === 'warn').map((entry) => entry.message)).toEqual([
+        expect.stringMatching(/^\d+ more console messages of this slice were dropped/),
+        expect.stringMatching(/^\d+ more work\.emit\(\) events of this slice were dropped/),
+      ]);
+    }, 30_000);
+
     it('gives each outcome a weight at least its size in a message', async () => {
       pool = new SandboxPool(1);
       const s = await run(pool, `(n) => 'é'.repeat(n)`, [1, 1000, 100_000]);

@@ -24,6 +24,9 @@ const runtimeLimits: Omit<RuntimeLimits, 'wasmMemoryPages'> = {
   maxConsoleEntriesPerSlice: 1000,
   maxConsoleMessageChars: 64 * 1024,
   maxCustomEventsPerSlice: 1000,
+  // What one slice may hand the host in console and custom events: one message's worth. Without it,
+  // 1000 events of 1 MiB each would be copied out of the isolate for every slice.
+  maxEventCharsPerSlice: Limits.maxMessageBytes,
   maxValueDepth: sandboxValueDepth,
 };
 const consoleLevels: ReadonlySet<string> = new Set(['debug', 'info', 'log', 'warn', 'error']);
