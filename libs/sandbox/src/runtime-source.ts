@@ -6,7 +6,7 @@
  *
  * Evaluating the source yields a bootstrap function:
  *
- *   bootstrap(report, limits) -> { install(work, args, jobPublic, spreadDatum), runChunk(seq, datums) }
+ *   bootstrap(report, limits) -> { install(work, args, jobPublic, spreadDatum), runChunk(seq, datums), wasmReserved() }
  *
  * `bootstrap` defines the sandbox globals (`progress`, `console`, `work`) on `globalThis`.
  * `install` makes `work` the function this context runs (one job per context).
@@ -38,7 +38,8 @@
  * grow() past it, reports `memory`. Memories no longer reachable stop counting once collected (the
  * runtime asks for a collection, through a `gc` global if the host gives one, before refusing).
  * The host is expected to also cap any one memory at the budget (V8's --wasm-max-mem-pages), which
- * bounds growth from inside wasm code (memory.grow) the same way.
+ * bounds growth from inside wasm code (memory.grow) the same way. `wasmReserved()` says how many
+ * bytes the context's memories reserve, for a host that weighs what a context holds.
  *
  * Exactly one of ok/error is reported per datum, and every report about a datum comes before
  * its ok/error, so a host learns which datum is running from the count of outcomes so far.
@@ -408,6 +409,8 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
   // ---- WebAssembly memory: counted against limits.wasmMemoryPages (see the header).
 
   var collectGarbage = typeof global.gc === 'function' ? global.gc : null;
+  /** Bytes of WebAssembly memory this context reserves (memories not yet known to be collected included). */
+  var wasmReservedBytes = function () { return 0; };
   // V8's gc global cannot be deleted (non-configurable) but can be emptied for good.
   if (collectGarbage !== null) defineProperty(global, 'gc', { value: undefined, writable: false });
 
@@ -452,6 +455,7 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
 
     /** Pages reserved by the memories alive (or not yet known to be collected) in this context. */
     var reserved = 0;
+    wasmReservedBytes = function () { return reserved * PAGE; };
     function released(pages) { reserved -= pages; }
     // Not a WeakRef: creating or reading one keeps its target alive until the current turn ends.
     var finalizers = new FinalizationRegistry(released);
@@ -713,5 +717,5 @@ export const sandboxRuntimeSource: string = String.raw`(function communeSandboxR
     return count;
   }
 
-  return { install: install, runChunk: runChunk, addModule: addModule, setMain: setMain };
+  return { install: install, runChunk: runChunk, addModule: addModule, setMain: setMain, wasmReserved: function () { return wasmReservedBytes(); } };
 })`;

@@ -229,6 +229,28 @@ describe('SandboxPool against hostile work functions', () => {
       expect(second.outcomes.map((o) => (o.status === 'ok' ? o.value : o.error.code))).toEqual([60, 61, 62]);
     });
 
+    it('counts the WebAssembly memory of a job still running side by side: a context reserving much of it does not stay beside another job', async () => {
+      pool = new SandboxPool(1);
+      const holder = (pages: number) => job(`() => {
+        if (globalThis.memory === undefined) { globalThis.memory = ${pages} > 0 ? new WebAssembly.Memory({ initial: ${pages}, maximum: ${pages} }) : null; return 'fresh'; }
+        return 'kept';
+      }`);
+      const other = job(`() => 'other'`);
+      for (const [pages, expected] of [[0, 'kept'], [1600, 'fresh']] as const) {
+        const a = holder(pages);
+        const results: unknown[] = [];
+        const hooks = seen({ onOutcome: (_jobId, outcome) => results.push(outcome.status === 'ok' ? outcome.value : outcome.error.code) }).hooks;
+        // Queued together on one sandbox: a, then the other job, then a again (a still has work when the sandbox turns away).
+        await Promise.all([
+          pool.run(a, [{ sliceIndex: 0, datum: 0 }], hooks),
+          pool.run(other, [{ sliceIndex: 0, datum: 0 }], hooks),
+          pool.run(a, [{ sliceIndex: 1, datum: 1 }], hooks),
+        ]);
+        // Without memory (100 MiB of wasm reserved: well over 1/8 of the limit) the context is kept.
+        expect(results).toEqual(['fresh', 'other', expected]);
+      }
+    });
+
     it('gives a job a fresh context after another job ran: no globals carried over', async () => {
       pool = new SandboxPool(1);
       const a = job(`() => { globalThis.counter = (globalThis.counter || 0) + 1; return globalThis.counter; }`);

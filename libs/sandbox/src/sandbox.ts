@@ -14,6 +14,8 @@ export interface PreparedJob {
   readonly jobId: string;
   readonly context: ivm.Context;
   readonly runChunk: ivm.Reference<(seq: number, datums: unknown[]) => Promise<number>>;
+  /** Bytes of WebAssembly memory the context reserves (see runtime-source.ts). */
+  readonly wasmReserved: ivm.Reference<() => number>;
   /** The context's worker.state (spec "Shared State"). */
   readonly state?: PreparedState;
 }
@@ -105,6 +107,8 @@ export class Sandbox {
       const install = (await controller.get('install', { reference: true })) as ivm.Reference;
       references.push(install);
       const runChunk = (await controller.get('runChunk', { reference: true })) as PreparedJob['runChunk'];
+      const wasmReserved = (await controller.get('wasmReserved', { reference: true })) as PreparedJob['wasmReserved'];
+      references.push(wasmReserved);
       // worker.state before any job code runs: a work string's statements may read it at once.
       const state = await prepareWorkerState(this.stateScript!, context, job.jobId, job.state, (...message) => this.onState?.(...message));
 
@@ -155,7 +159,8 @@ export class Sandbox {
         context.release();
         return { ok: false, error: describeHostError(error, ErrorCode.EWORKFUNCTION) };
       }
-      const prepared: PreparedJob = { key, jobId: job.jobId, context, runChunk, state };
+      references.splice(references.indexOf(wasmReserved), 1);
+      const prepared: PreparedJob = { key, jobId: job.jobId, context, runChunk, wasmReserved, state };
       this.contexts.set(key, prepared);
       while (this.contexts.size > maxContextsPerIsolate) {
         const [oldestKey, oldest] = this.contexts.entries().next().value as [string, PreparedJob];
@@ -178,7 +183,8 @@ export class Sandbox {
    * The sandbox turns to `jobId`. The contexts of other jobs with nothing left to run here
    * (`hasWork` false: finished, stopped, or not handed to this worker now) are released. If the
    * isolate then still holds more than a small share of the memory limit (JS heap and ArrayBuffers,
-   * as the isolate counts them; other jobs' live contexts or garbage not yet collected), the whole
+   * as the isolate counts them, and the WebAssembly memory the other jobs' contexts reserve; other
+   * jobs' live contexts or garbage not yet collected), the whole
    * isolate is replaced: a released context is only garbage until V8 collects it, and the next
    * job's slices must never run into a limit that another job's leftovers filled.
    */
@@ -195,6 +201,8 @@ export class Sandbox {
     try {
       const heap = isolate.getHeapStatisticsSync() as ivm.HeapStatistics & { externally_allocated_size?: number };
       used = heap.used_heap_size + (heap.externally_allocated_size ?? 0);
+      // WebAssembly memory is outside both: each other job's context says what its memories reserve.
+      for (const prepared of this.contexts.values()) if (prepared.jobId !== jobId) used += prepared.wasmReserved.applySync(undefined, []) as number;
     } catch {
       // disposed underneath: start afresh
     }
@@ -341,6 +349,7 @@ function configureV8(memoryMb: number): void {
 
 function releaseContext(prepared: PreparedJob): void {
   releaseQuietly(prepared.runChunk);
+  releaseQuietly(prepared.wasmReserved);
   releaseWorkerState(prepared.state);
   releaseQuietly(prepared.context);
 }
