@@ -200,8 +200,9 @@ describe('hostile clients (security, e2e)', () => {
     const firstMs = performance.now() - started;
     expect(first.total).toBe(values.length);
     expect(await schedulerAlive()).toBe(true);
-    // Three more at once, the same values each time.
-    const more = await Promise.all([0, 1, 2].map(() => deploy(ownerSocket, owner, { work: '(x) => x', inputSet: { kind: 'array', values } })));
+    // Three more at once over three connections (one takes one large message at a time), the same values each time.
+    const connections = await Promise.all([0, 1, 2].map(() => client()));
+    const more = await Promise.all(connections.map((socket) => deploy(socket, owner, { work: '(x) => x', inputSet: { kind: 'array', values } })));
     expect(more.map((reply) => reply.total)).toEqual([values.length, values.length, values.length]);
     expect(await schedulerAlive()).toBe(true);
     process.stderr.write(`hostile-client: one 2.08 MB array deploy took ${firstMs.toFixed(0)} ms on the 128 MB-heap scheduler\n`);

@@ -162,6 +162,28 @@ describe(SchedulerConnection.name, () => {
     expect(socket.sent).toEqual([]);
   });
 
+  it('sends large deploys one at a time, and again while the scheduler is too busy for them (EUNAVAILABLE)', async () => {
+    const { socket, connection } = setup();
+    const large = (n: number) => ({ job: { work: `(x) => ${n}`, inputSet: { kind: 'array', values: ['x'.repeat(Limits.largeMessageBytes)] } }, signature: '0x00' }) as unknown as DeployRequest;
+    let answerFirst!: (reply: unknown) => void;
+    let busy = 1;
+    socket.answer = (_name, payload) => {
+      const work = (payload as DeployRequest).job.work;
+      if (work === '(x) => 1') return new Promise((resolve) => (answerFirst = resolve));
+      if (busy-- > 0) return { ok: false, code: 'EUNAVAILABLE', message: 'busy' };
+      return { ok: true, jobId: 'j_0000000002', total: 1, receipt: 'r', readToken };
+    };
+    const first = connection.deploy(large(1));
+    const second = connection.deploy(large(2));
+    await waitFor('the first deploy', () => socket.sent.length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(socket.sent).toHaveLength(1); // the second waits for the first's answer
+    answerFirst({ ok: true, jobId, total: 1, receipt: 'r', readToken });
+    await expect(first).resolves.toMatchObject({ jobId });
+    await expect(second).resolves.toMatchObject({ jobId: 'j_0000000002' });
+    expect(socket.sent.map((message) => (message.payload as DeployRequest).job.work)).toEqual(['(x) => 1', '(x) => 2', '(x) => 2']);
+  });
+
   it('reads a job it deployed with its read token: REST header, subscribe after a reconnect, state reads', async () => {
     const { socket, compute } = setup();
     socket.answer = (name) => {

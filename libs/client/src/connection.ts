@@ -128,6 +128,14 @@ export interface RequestSigner {
 }
 
 const defaults = { ackTimeoutMs: 30_000, requestTimeoutMs: 30_000, maxHeldEvents: 100_000 } as const;
+/**
+ * A large deploy the scheduler is too busy for (EUNAVAILABLE: its budget of large messages in
+ * flight is spent) is sent again this many times, after 250 ms, 500 ms, 1 s, ... A deploy is
+ * idempotent (a resent one gets the first answer), so sending it again is safe.
+ */
+const largeDeployRetries = 5;
+/** Framing around a message's JSON: a deploy this close to Limits.largeMessageBytes counts as large. */
+const frameAllowance = 1024;
 /** After the server closes our socket, wait this long before reconnecting. */
 const serverDisconnectRetryMs = 1_000;
 
@@ -148,6 +156,8 @@ export class SchedulerConnection implements SchedulerLink {
   private pendingDeploys = 0;
   private pendingActions = 0;
   private lastConnectError: string | undefined;
+  /** The large deploy in flight: the scheduler takes one message of at least Limits.largeMessageBytes per connection at a time. */
+  private largeDeploy: Promise<void> = Promise.resolve();
 
   constructor(url: URL, options: ConnectionOptions = {}) {
     // A trailing slash makes relative REST paths land under any path prefix of the base URL.
@@ -308,7 +318,7 @@ export class SchedulerConnection implements SchedulerLink {
     this.pendingDeploys++;
     let accepted = false;
     try {
-      const raw = await this.request<unknown>('deploy', request);
+      const raw = bytes + frameAllowance >= Limits.largeMessageBytes ? await this.deployLarge(request) : await this.request<unknown>('deploy', request);
       const reply = DeployReplySchema.safeParse(raw);
       if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed deploy reply: ${reply.error.message}`);
       if (!reply.data.ok) throw replyError(reply.data);
@@ -320,6 +330,29 @@ export class SchedulerConnection implements SchedulerLink {
         this.pendingDeploys--;
         this.release();
       }
+    }
+  }
+
+  /**
+   * Sends a large deploy once the previous large one on this connection was answered (the
+   * scheduler answers a second one in flight with EUNAVAILABLE), again while the scheduler says
+   * it is too busy for it (EUNAVAILABLE), at most largeDeployRetries times.
+   */
+  private async deployLarge(request: DeployRequest): Promise<unknown> {
+    const previous = this.largeDeploy;
+    let done!: () => void;
+    this.largeDeploy = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    await previous;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const raw = await this.request<unknown>('deploy', request);
+        if ((raw as { code?: unknown } | null)?.code !== ErrorCode.EUNAVAILABLE || attempt >= largeDeployRetries) return raw;
+        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+      }
+    } finally {
+      done();
     }
   }
 
