@@ -50,6 +50,8 @@ export const BankEnvSchema = z.object({
   MAX_TRANSFERS_PER_BATCH: positiveInt().max(5_000).default(256),
   /** Transfer batches (transactions) in flight at once; what arrives meanwhile waits for the next batch. */
   TRANSFER_BATCHES_IN_FLIGHT: positiveInt().max(64).default(2),
+  /** Transfers waiting for a batch, at most; beyond it a transfer is refused with EUNAVAILABLE (503, retry later). */
+  MAX_PENDING_TRANSFERS: positiveInt().default(10_000),
   /** Attempts of one ledger transaction that hits a serialization failure or a deadlock. */
   MAX_TRANSACTION_ATTEMPTS: positiveInt().max(50).default(10),
   /** Entries per page of GET /accounts/:address/history (the default page is smaller). */

@@ -208,6 +208,10 @@ export class LedgerService implements OnApplicationBootstrap {
       { address: input.to, kind: 'user' },
     ]);
     const request = { from: input.from, to: input.to, amount: formatUnits(amount), memo, expiresAt: options.expiresAt };
+    if (this.pendingTransfers.length >= this.env.MAX_PENDING_TRANSFERS) {
+      this.metrics.refusals.inc({ code: ErrorCode.EUNAVAILABLE });
+      throw new CommuneError(ErrorCode.EUNAVAILABLE, `the bank has ${this.pendingTransfers.length} transfers waiting (MAX_PENDING_TRANSFERS); retry later`);
+    }
     return new Promise<Outcome<TransferReceipt>>((resolve, reject) => {
       this.pendingTransfers.push({
         from: input.from,
