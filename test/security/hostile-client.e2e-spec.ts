@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Wallet } from 'ethers';
+import { Wallet, type Signer } from 'ethers';
 import pg from 'pg';
 import {
   encodeState, inputValuesDigest, inputValuesText, JobSpecSchema, Limits, OwnerRequestHeaders, ReadTokenHeader, SignedKind, signRequest,
@@ -50,12 +50,12 @@ describe('hostile clients (security, e2e)', () => {
     return { status: response.status, body: (await response.json().catch(() => undefined)) as Reply };
   };
   const ended = (socket: TestClientSocket, jobId: string) => waitFor(`job ${jobId} to end`, () => endedJobs.get(socket)!.has(jobId), 20_000);
-  async function deploy(socket: TestClientSocket, wallet: Wallet, spec: Parameters<typeof signedDeploy>[1]): Promise<Accepted> {
+  async function deploy(socket: TestClientSocket, wallet: Signer, spec: Parameters<typeof signedDeploy>[1]): Promise<Accepted> {
     const reply = await request<DeployReply>(socket, 'deploy', await signedDeploy(wallet, spec), 30_000);
     if (!reply.ok) throw new Error(`deploy refused: ${reply.code} ${reply.message}`);
     return reply;
   }
-  async function deployAndFinish(socket: TestClientSocket, wallet: Wallet, spec: Parameters<typeof signedDeploy>[1]): Promise<Accepted> {
+  async function deployAndFinish(socket: TestClientSocket, wallet: Signer, spec: Parameters<typeof signedDeploy>[1]): Promise<Accepted> {
     const reply = await deploy(socket, wallet, spec);
     await ended(socket, reply.jobId);
     return reply;

@@ -67,7 +67,11 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
       const key = `${env.REDIS_PREFIX}:job:${jobId}`;
       const [job, requeue, ready] = await Promise.all([redis.hgetall(key), redis.lrange(`${key}:requeue`, 0, -1), redis.zrange(`${env.REDIS_PREFIX}:ready`, '0', '-1')]);
       redis.disconnect();
-      const status = (await signedFetch(owner, scheduler.url, 'GET', `/jobs/${jobId}`)).body;
+      // The job's row as stored (GET /jobs/:id needs the owner, whom this helper does not know).
+      const pg = (await import('pg')).default;
+      const db = new pg.Client({ connectionString: env.DATABASE_URL });
+      await db.connect();
+      const status = (await db.query(`SELECT status, total, computed, escrowed_slices, failure_code FROM "${env.DATABASE_SCHEMA}".jobs WHERE id = $1`, [jobId]).finally(() => db.end())).rows[0];
       throw new Error(`${(error as Error).message}; redis job ${JSON.stringify(job)}, requeue ${JSON.stringify(requeue)}, ready ${JSON.stringify(ready)}, status ${JSON.stringify(status)}`);
     }
   }
