@@ -81,6 +81,11 @@ for i = 12, #ARGV do skip[ARGV[i]] = true end
 local leasedKey = P .. ':worker:' .. workerId .. ':leased'
 if cap > 0 then
   local held = tonumber(redis.call('GET', leasedKey) or '0')
+  -- never below 0 (a counter that lost updates with Redis must not open a wider cap)
+  if held < 0 then
+    redis.call('SET', leasedKey, 0)
+    held = 0
+  end
   if held >= cap then return {'!cap', tostring(held)} end
   maxSlices = math.min(maxSlices, cap - held)
 end
