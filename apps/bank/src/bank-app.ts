@@ -6,6 +6,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { applyMigrations } from '@commune/migrator';
 import { AppModule } from './app.module.js';
 import { DEV_SERVICE_TOKEN, loadBankEnv, type BankEnv } from './config/env.js';
+import { useNativeKeccak } from './crypto/native-keccak.js';
 import { setupOpenApi } from './http/openapi.js';
 import { transfersFastPath } from './http/transfers-fast-path.js';
 import { LedgerService } from './ledger/ledger.service.js';
@@ -26,6 +27,7 @@ export async function startBank(overrides: Partial<Record<keyof BankEnv, string>
   const source = { ...process.env, ...overrides };
   const env = loadBankEnv(source);
   const logger = new PinoLogger('bank', env.LOG_LEVEL);
+  if (!useNativeKeccak()) logger.warn('the native keccak binding did not load: hashing uses ethers’ JS keccak (slower signed requests)', 'Bank');
   if (env.BANK_DEV_MODE) {
     logger.warn(
       env.BANK_SERVICE_TOKEN === DEV_SERVICE_TOKEN
