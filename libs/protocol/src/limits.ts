@@ -50,7 +50,8 @@ export const Limits = {
   maxMessageBytes: 4 * 1024 * 1024,
   /**
    * Bytes of large socket.io messages (over largeMessageBytes) one scheduler handles at once, all
-   * connections together; one connection has at most one large message in flight. A large
+   * connections together; one connection's large messages in flight stay within maxMessageBytes
+   * (one near-limit message at a time). A large
    * message over either is answered EUNAVAILABLE (try again) and dropped, so that concurrent
    * near-limit messages cannot exhaust a 128 MB heap. -> EUNAVAILABLE
    */

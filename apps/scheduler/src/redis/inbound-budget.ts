@@ -14,7 +14,8 @@ export interface BudgetedSocket {
  * parameters, room broadcasts) until it answers. A few dozen near-limit messages in flight at once
  * would exhaust a 128 MB heap, so messages of at least Limits.largeMessageBytes are admitted only
  * while the bytes of those in flight stay within Limits.maxLargeMessageBytesInFlight, and one
- * connection has one large message in flight at a time. A refused one is answered EUNAVAILABLE at
+ * connection's within Limits.maxMessageBytes (several 100 kB result batches, but one near-limit
+ * message at a time). A refused one is answered EUNAVAILABLE at
  * once and dropped (its payload becomes garbage). A message counts until its handler answers
  * (its ack is called), or at most `holdLimitMs`.
  */
@@ -27,6 +28,8 @@ export class InboundBudget {
   constructor(
     private readonly maxBytes = Limits.maxLargeMessageBytesInFlight,
     private readonly largeBytes = Limits.largeMessageBytes,
+    /** One connection's share: large messages up to one full message's size together (so one near-limit message at a time). */
+    private readonly maxBytesPerConnection = Limits.maxMessageBytes,
   ) {}
 
   get bytesInFlight(): number {
@@ -38,7 +41,7 @@ export class InboundBudget {
     // engine.io emits 'packet' for a frame, then socket.io decodes it and runs the middleware below
     // synchronously: the middleware sees the size of the frame that carried its message.
     let frameBytes = 0;
-    let socketInFlight = false;
+    let socketBytes = 0;
     socket.conn.on('packet', (packet) => {
       if (packet.type !== 'message') return;
       const data = packet.data;
@@ -50,26 +53,27 @@ export class InboundBudget {
       if (bytes < this.largeBytes) return next();
       const last = event.length > 1 ? event[event.length - 1] : undefined;
       const ack = typeof last === 'function' ? (last as (...args: unknown[]) => void) : undefined;
-      if (socketInFlight || this.inFlight + bytes > this.maxBytes) {
+      const connectionFull = socketBytes > 0 && socketBytes + bytes > this.maxBytesPerConnection;
+      if (connectionFull || this.inFlight + bytes > this.maxBytes) {
         this.refused++;
         reply(ack, {
           ok: false,
           code: ErrorCode.EUNAVAILABLE,
-          message: socketInFlight
-            ? 'this connection already has a large message in flight; send the next when it is answered'
+          message: connectionFull
+            ? `this connection has ${socketBytes} bytes of large messages in flight (at most ${this.maxBytesPerConnection}); send the next when one is answered`
             : `the scheduler is handling ${this.inFlight} bytes of large messages (maxLargeMessageBytesInFlight ${this.maxBytes}); try again`,
         });
         return;
       }
       this.inFlight += bytes;
-      socketInFlight = true;
+      socketBytes += bytes;
       let held = true;
       const release = () => {
         if (!held) return;
         held = false;
         clearTimeout(timer);
         this.inFlight -= bytes;
-        socketInFlight = false;
+        socketBytes -= bytes;
       };
       const timer = setTimeout(release, InboundBudget.holdLimitMs);
       timer.unref();
