@@ -87,7 +87,10 @@ process.on('SIGTERM', () => stop(0));
  * else). Made once per machine with 32 random bytes and kept in ~/.commune/service-token (0600).
  */
 function serviceToken() {
-  if (process.env.BANK_SERVICE_TOKEN) return process.env.BANK_SERVICE_TOKEN;
+  if (process.env.BANK_SERVICE_TOKEN) {
+    if (process.env.BANK_SERVICE_TOKEN.length < 32) throw new Error('BANK_SERVICE_TOKEN must be at least 32 characters (e.g. openssl rand -hex 32), or unset so that pnpm start makes one');
+    return process.env.BANK_SERVICE_TOKEN;
+  }
   const file = join(home, 'service-token');
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   const token = randomBytes(32).toString('hex');

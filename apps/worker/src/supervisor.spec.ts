@@ -258,6 +258,21 @@ describe(Supervisor.name, () => {
     expect(logged(/2 ok, 1 errors; 2 accepted, 1 refused \(1 EDUPLICATE\)/)).toBe(true);
   });
 
+  it('sends results again when the scheduler answers EUNAVAILABLE (busy), and counts them only once taken', async () => {
+    const { socket, supervisor } = setup();
+    let busy = 2;
+    socket.responders['task:results'] = (results: TaskResults) =>
+      busy-- > 0
+        ? { ok: false, code: ErrorCode.EUNAVAILABLE, message: 'large messages in flight are over their budget; retry' }
+        : { ok: true, accepted: results.outcomes.map((o) => o.sliceIndex), refused: [] };
+    socket.offered.push(makeTask('(x) => (progress(1), x)', [0, 1, 2]));
+    supervisor.start();
+    await waitUntil(() => supervisor.stats.tasksFinished === 1, 5000, 'the task to finish');
+    expect(socket.sent.filter((m) => m.event === 'task:results')).toHaveLength(3);
+    expect(supervisor.stats.accepted).toBe(3);
+    expect(supervisor.stats.refused).toBe(0);
+  });
+
   it('sends results in batches of at most maxOutcomesPerMessage', async () => {
     const { socket, supervisor } = setup({ sandboxes: 2, timing: { maxOutcomesPerMessage: 300 } });
     const work = '(x) => x';

@@ -1,6 +1,7 @@
 import type { Socket } from 'socket.io-client';
 import { z } from 'zod';
 import {
+  ErrorCode,
   JobStopEventSchema,
   ErrorReplySchema,
   JobIdSchema,
@@ -93,6 +94,10 @@ const maxBufferedSlicesPerSandbox = 4 * 256;
 const maxSendsInFlight = 64;
 /** Attempts at sending one batch of results while the connection stays up. */
 const maxResultAttempts = 3;
+/** Sends of one results message the scheduler answers EUNAVAILABLE (busy: its budget for large messages is spent) before giving up. */
+const maxBusyResultAttempts = 6;
+/** First wait before resending results the scheduler was too busy to take; doubles each time. */
+const busyRetryDelayMs = 100;
 /** Console + custom events buffered per job between flushes; the rest are counted and dropped. */
 const maxBufferedEventsPerJob = 10_000;
 /** Bytes (UTF-8, at most) of console + custom events buffered per job between flushes. */
@@ -742,6 +747,25 @@ export class Supervisor {
     }
   }
 
+  /** Sends `outcomes` again after a backoff with jitter, holding the task open until then. */
+  private resendLater(active: ActiveTask, outcomes: SliceOutcome[], attempt: number): void {
+    const connection = this.connection;
+    active.sending++;
+    this.sendsInFlight++;
+    const delay = busyRetryDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random());
+    setTimeout(() => {
+      active.sending--;
+      this.sendsInFlight--;
+      if (connection === this.connection && this.connected && !active.dropped) {
+        this.sendResults(active, outcomes, attempt + 1);
+        return;
+      }
+      active.unacknowledged += outcomes.length;
+      this.maybeFinish(active);
+      this.pump();
+    }, delay).unref?.();
+  }
+
   private sendResults(active: ActiveTask, outcomes: SliceOutcome[], attempt: number): void {
     const { taskId, jobId } = active.task;
     const connection = this.connection;
@@ -759,6 +783,12 @@ export class Supervisor {
               event: 'invalid_message',
               message: 'task:results ack',
             });
+            return;
+          }
+          if (reply.data.ok === false && reply.data.code === ErrorCode.EUNAVAILABLE && attempt < maxBusyResultAttempts) {
+            // The scheduler was busy, not refusing: the same results go again after a backoff
+            // (the task stays unfinished meanwhile, so nothing is reported as lost).
+            this.resendLater(active, outcomes, attempt);
             return;
           }
           if (reply.data.ok === false) {
