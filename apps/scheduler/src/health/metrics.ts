@@ -18,6 +18,13 @@ export class Metrics {
   readonly paymentOutliers = new Counter({ name: 'commune_payment_outliers_total', help: 'Paid slices whose reported time exceeded the job peers\' median by the outlier factor (paid at the bound)', registers: [this.registry] });
   readonly paymentTimeClamped = new Counter({ name: 'commune_payment_time_clamped_total', help: 'Paid slices whose reported time exceeded what the scheduler observed (lease to result) and was bounded', registers: [this.registry] });
   readonly unpaidWorkers = new Counter({ name: 'commune_workers_unpaid_total', help: 'Worker connections that stopped being paid after too many payment outliers', registers: [this.registry] });
+  readonly socketPacketsRefused = new Counter({
+    name: 'commune_socket_packets_refused_total',
+    help: 'socket.io packets refused before parsing, their connection closed: too many values (nodes), too many binary attachments (attachments), brackets or strings that do not close (malformed)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly socketContainersCut = new Counter({ name: 'commune_socket_containers_cut_total', help: 'Arrays/objects nested too deep in a socket.io packet, cut before parsing (the handler then answers ETOODEEP)', registers: [this.registry] });
   readonly workersConnected = new Gauge({ name: 'commune_workers_connected', help: 'Workers connected to this replica', registers: [this.registry] });
 
   constructor() {
