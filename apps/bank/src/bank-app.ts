@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NestFactory } from '@nestjs/core';
@@ -22,6 +23,22 @@ export interface BankApp {
   close(): Promise<void>;
 }
 
+/**
+ * Puts `handler` in front of the HTTP server's request listeners (Express, which Nest installed):
+ * it sees each request first and passes on the ones it does not take (`next`). Express's own
+ * dispatch (its init and query middleware, the router's walk over every layer) costs about
+ * 0.1 ms of CPU per request, which signed transfers skip.
+ */
+function serveFirst(server: Server, handler: (request: IncomingMessage, response: ServerResponse, next: () => void) => void): void {
+  const listeners = server.listeners('request') as Array<(request: IncomingMessage, response: ServerResponse) => void>;
+  server.removeAllListeners('request');
+  server.on('request', (request: IncomingMessage, response: ServerResponse) =>
+    handler(request, response, () => {
+      for (const listener of listeners) listener.call(server, request, response);
+    }),
+  );
+}
+
 /** Migrates, builds and starts the bank. Used by main.ts, integration tests and bench/ledger.mjs. */
 export async function startBank(overrides: Partial<Record<keyof BankEnv, string>> = {}): Promise<BankApp> {
   const source = { ...process.env, ...overrides };
@@ -38,8 +55,8 @@ export async function startBank(overrides: Partial<Record<keyof BankEnv, string>
   }
   await applyMigrations({ databaseUrl: env.DATABASE_URL, schema: env.DATABASE_SCHEMA, migrationsDir, log: (line) => logger.log(line, 'Migrations') });
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forEnv(env, source), { logger, abortOnError: false, bodyParser: false });
-  // Signed transfers take their own path to the ledger, ahead of the body parser and Nest's routes (see transfers-fast-path.ts).
-  app.use(transfersFastPath(app.get(LedgerService), env.MAX_BODY_BYTES));
+  // Signed transfers take their own path to the ledger, ahead of Express, the body parser and Nest's routes (see transfers-fast-path.ts).
+  serveFirst(app.getHttpServer() as Server, transfersFastPath(app.get(LedgerService), env.MAX_BODY_BYTES));
   app.useBodyParser('json', { limit: env.MAX_BODY_BYTES });
   setupOpenApi(app);
   app.enableShutdownHooks();

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { getAddress, isAddress } from 'ethers';
+import { getAddress } from 'ethers';
 import { Limits } from './limits.js';
 import { ComputeGroupCredentialSchema, ComputeGroupLimits } from './compute-group-credentials.js';
 import { ApplianceJobRefSchema, JobApplianceSchema } from './appliance-refs.js';
@@ -7,11 +7,19 @@ import { StateSnapshotSchema, StateTextSchema } from './shared-state.js';
 
 // ---------------------------------------------------------------- primitives
 
-/** An Ethereum address, normalised to its checksummed form. */
-export const AddressSchema = z
-  .string()
-  .refine((text) => isAddress(text), { message: 'not an Ethereum address' })
-  .transform((text) => getAddress(text));
+/**
+ * An Ethereum address, normalised to its checksummed form. One getAddress per value (it
+ * validates, checksum included, and normalises at once; ethers' isAddress is that same call):
+ * the same outcome and issue as checking with isAddress, then transforming with getAddress.
+ */
+export const AddressSchema = z.string().transform((text, ctx) => {
+  try {
+    return getAddress(text);
+  } catch {
+    ctx.addIssue({ code: 'custom', path: [], message: 'not an Ethereum address', input: text });
+    return z.NEVER;
+  }
+});
 export type Address = z.infer<typeof AddressSchema>;
 
 /** A non-negative integer amount in the smallest unit, as a decimal string. */

@@ -165,25 +165,48 @@ export class LedgerTransaction {
   }
 
   /**
-   * Claims many keys at once, in ascending (scope, key) order (so that two batches never wait on
-   * each other's keys crosswise). Returns, for each key that was claimed before (committed by an
-   * earlier transaction, or by a concurrent one this statement waited for), its request hash and
-   * outcome; every other key is now this transaction's. The keys must be distinct.
+   * A batch's first statement: claims its keys, in ascending (scope, key) order (so that two
+   * batches never wait on each other's keys crosswise), and only then locks the accounts
+   * `accountIds` in ascending id order: the global lock order (key -> accounts) in one round
+   * trip. The keys must be distinct. Returns the locked accounts and, for each key that was
+   * claimed before (committed by an earlier transaction, or by a concurrent one this statement
+   * waited for), its request hash and outcome; every other key is now this transaction's.
+   *
+   * The account scan is gated by a filter on the key insert (`(SELECT count(*) FROM claimed)`,
+   * an uncorrelated subquery: PostgreSQL evaluates it once, as a one-time filter, before the scan
+   * reads its first row), so every key is inserted, waiting on concurrent claims if need be,
+   * before the first account row is locked.
    */
-  async claimKeys(keys: readonly BatchKey[]): Promise<Map<string, { requestHash: string; response: unknown }>> {
+  async claimKeysAndLockAccounts(
+    keys: readonly BatchKey[],
+    accountIds: Iterable<string>,
+  ): Promise<{ existing: Map<string, { requestHash: string; response: unknown }>; accounts: Map<string, AccountState> }> {
     const sorted = [...keys].sort((a, b) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const inserted = await this.client.query<{ scope: string; key: string }>(
-      `INSERT INTO idempotency_keys (scope, key, request_hash)
-       SELECT k.scope, k.key, k.request_hash FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(scope, key, request_hash, n)
-       ORDER BY k.n
-       ON CONFLICT DO NOTHING
-       RETURNING scope, key`,
-      [sorted.map((k) => k.scope), sorted.map((k) => k.key), sorted.map((k) => k.requestHash)],
+    const unique = [...new Set(accountIds)];
+    const result = await this.client.query<AccountRow & { claimed: number; claimed_keys: Array<[string, string]> | null }>(
+      `WITH claimed AS (
+         INSERT INTO idempotency_keys (scope, key, request_hash)
+         SELECT k.scope, k.key, k.request_hash FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(scope, key, request_hash, n)
+         ORDER BY k.n
+         ON CONFLICT DO NOTHING
+         RETURNING scope, key
+       ), tally AS (
+         SELECT count(*)::int AS claimed FROM claimed
+       )
+       SELECT ${accountColumns}, (SELECT claimed FROM tally) AS claimed,
+         CASE WHEN (SELECT claimed FROM tally) < $5 THEN (SELECT json_agg(json_build_array(c.scope, c.key)) FROM claimed c) END AS claimed_keys
+       FROM accounts WHERE (SELECT claimed FROM tally) >= 0 AND id = ANY($4::bigint[])
+       ORDER BY id FOR UPDATE`,
+      [sorted.map((k) => k.scope), sorted.map((k) => k.key), sorted.map((k) => k.requestHash), unique, sorted.length],
     );
-    const claimed = new Set(inserted.rows.map((row) => keyOf(row.scope, row.key)));
-    const taken = sorted.filter((k) => !claimed.has(keyOf(k.scope, k.key)));
+    if (result.rows.length !== unique.length) throw new Error(`accounts missing: asked ${unique.length}, found ${result.rows.length}`);
+    const accounts = new Map<string, AccountState>();
+    for (const row of result.rows) accounts.set(row.id, toAccountState(row));
     const existing = new Map<string, { requestHash: string; response: unknown }>();
-    if (taken.length === 0) return existing;
+    const first = result.rows[0];
+    if (!first || first.claimed === sorted.length) return { existing, accounts };
+    const claimed = new Set((first.claimed_keys ?? []).map(([scope, key]) => keyOf(scope, key)));
+    const taken = sorted.filter((k) => !claimed.has(keyOf(k.scope, k.key)));
     const rows = await this.client.query<{ scope: string; key: string; request_hash: string; response: unknown }>(
       `SELECT i.scope, i.key, i.request_hash, i.response FROM idempotency_keys i
        JOIN unnest($1::text[], $2::text[]) AS k(scope, key) ON i.scope = k.scope AND i.key = k.key`,
@@ -191,25 +214,25 @@ export class LedgerTransaction {
     );
     for (const row of rows.rows) existing.set(keyOf(row.scope, row.key), { requestHash: row.request_hash, response: row.response });
     if (existing.size !== taken.length) throw Object.assign(new Error('idempotency keys vanished while claimed'), { code: '40001' });
-    return existing;
-  }
-
-  /** Gives back keys this transaction claimed for requests it then refused (a refusal leaves no key). */
-  async unclaimKeys(keys: ReadonlyArray<{ scope: string; key: string }>): Promise<void> {
-    if (keys.length === 0) return;
-    await this.client.query(
-      `DELETE FROM idempotency_keys i USING unnest($1::text[], $2::text[]) AS k(scope, key) WHERE i.scope = k.scope AND i.key = k.key`,
-      [keys.map((k) => k.scope), keys.map((k) => k.key)],
-    );
+    return { existing, accounts };
   }
 
   /**
    * Writes many transfers in one statement: their rows, their entries (in order, so each
    * account's entries follow the order its balance moved), every touched account's final
-   * balance, and each claimed key's outcome.
+   * balance, each claimed key's outcome, and gives back the keys of the requests the batch
+   * refused (`unclaim`: a refusal leaves no key).
    */
-  async postBatch(postings: readonly BatchPosting[], balances: ReadonlyMap<string, Units>): Promise<void> {
-    if (postings.length === 0) return;
+  async postBatch(postings: readonly BatchPosting[], balances: ReadonlyMap<string, Units>, unclaim: ReadonlyArray<{ scope: string; key: string }> = []): Promise<void> {
+    if (postings.length === 0) {
+      if (unclaim.length > 0) {
+        await this.client.query(
+          `DELETE FROM idempotency_keys i USING unnest($1::text[], $2::text[]) AS k(scope, key) WHERE i.scope = k.scope AND i.key = k.key`,
+          [unclaim.map((k) => k.scope), unclaim.map((k) => k.key)],
+        );
+      }
+      return;
+    }
     const entries = postings.flatMap((posting) => posting.entries.map((entry) => ({ entry, transfer: posting.transfer })));
     await this.client.query(
       `WITH transfer AS (
@@ -225,7 +248,9 @@ export class LedgerTransaction {
          UPDATE idempotency_keys AS i SET response = o.response
          FROM unnest($15::text[], $16::text[], $17::json[]) AS o(scope, key, response)
          WHERE i.scope = o.scope AND i.key = o.key
-       )
+       )${unclaim.length > 0 ? `, unclaimed AS (
+         DELETE FROM idempotency_keys i USING unnest($18::text[], $19::text[]) AS k(scope, key) WHERE i.scope = k.scope AND i.key = k.key
+       )` : ''}
        UPDATE accounts AS a SET balance = b.balance
        FROM unnest($13::bigint[], $14::numeric[]) AS b(id, balance)
        WHERE a.id = b.id`,
@@ -247,6 +272,7 @@ export class LedgerTransaction {
         postings.map((p) => p.scope),
         postings.map((p) => p.key),
         postings.map((p) => JSON.stringify(p.outcome)),
+        ...(unclaim.length > 0 ? [unclaim.map((k) => k.scope), unclaim.map((k) => k.key)] : []),
       ],
     );
   }
