@@ -5,13 +5,13 @@
 //   two workers with earnings accounts, and ~/.commune/default.keystore funded with DCC through a
 //   real bridge deposit, so the example runs as a paid job. Ctrl-C stops everything.
 // Migrations are applied by each service at boot. Set COMMUNE_NO_BANK=1 for free jobs only.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { JsonRpcProvider, Wallet, formatUnits, parseUnits } from 'ethers';
+import { createSupervisor } from './supervisor.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const home = process.env.COMMUNE_HOME ?? join(homedir(), '.commune');
@@ -25,59 +25,19 @@ const workerCount = Number(process.env.COMMUNE_WORKERS ?? 2);
 const sandboxesPerWorker = Number(process.env.COMMUNE_SANDBOXES ?? Math.max(1, Math.floor(availableParallelism() / workerCount)));
 /** DCC the dev setup deposits for the default keystore. */
 const devFundsDcc = process.env.COMMUNE_DEV_FUNDS ?? '1000';
-/** Supervised children by label: each is restarted when it exits unless everything is stopping. */
-const children = new Map();
-
-function pipeLines(stream, label, out) {
-  let buffer = '';
-  stream.on('data', (chunk) => {
-    buffer += chunk;
-    const lines = buffer.split('\n');
-    buffer = lines.pop();
-    for (const line of lines) out.write(`${label.padEnd(10)}| ${line}\n`);
-  });
-}
-
 /**
- * Starts `node args` as `label` and keeps it running: a child that exits is started again after a
- * backoff (1 s, doubling to 30 s; back to 1 s once it has run for a minute). The rest of the
- * computer keeps running meanwhile: workers reconnect to a restarted scheduler, the scheduler
- * settles payments with a restarted bank. `restart: false` (the dev chain, whose state lives in
- * memory) reports the exit and leaves it stopped.
+ * Every child is supervised: one that exits is restarted with backoff (1 s, doubling to 30 s)
+ * while the rest of the computer keeps running: workers reconnect to a restarted scheduler, the
+ * scheduler settles payments with a restarted bank, the bank's bridge reconnects to a restarted
+ * chain. Ctrl-C stops them all.
  */
-function run(label, args, env = {}, { restart = true } = {}) {
-  const entry = { child: null, backoffMs: 1000, startedAt: 0 };
-  const start = () => {
-    const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    entry.child = child;
-    entry.startedAt = Date.now();
-    pipeLines(child.stdout, label, process.stdout);
-    pipeLines(child.stderr, label, process.stderr);
-    child.on('exit', (code, signal) => {
-      if (stopping) return;
-      if (!restart) {
-        console.error(`${label} exited (${signal ?? code}); it is not restarted (its state was in memory): run pnpm start again`);
-        return;
-      }
-      if (Date.now() - entry.startedAt > 60_000) entry.backoffMs = 1000;
-      console.error(`${label} exited (${signal ?? code}); restarting it in ${entry.backoffMs / 1000} s`);
-      setTimeout(() => stopping || start(), entry.backoffMs);
-      entry.backoffMs = Math.min(entry.backoffMs * 2, 30_000);
-    });
-  };
-  start();
-  children.set(label, entry);
-  return entry;
-}
-
+const supervisor = createSupervisor({ cwd: root });
+const run = (label, args, env = {}) => supervisor.run(label, args, env);
 let stopping = false;
 function stop(code = 0) {
   if (stopping) return;
   stopping = true;
-  const running = [...children.values()].map((entry) => entry.child).filter((child) => child && child.exitCode === null && child.signalCode === null);
-  for (const child of running) child.kill('SIGINT');
-  setTimeout(() => process.exit(code), 5000).unref();
-  Promise.all(running.map((child) => new Promise((resolve) => child.once('exit', resolve)))).then(() => process.exit(code));
+  supervisor.stop().then(() => process.exit(code));
 }
 process.on('SIGINT', () => stop(0));
 process.on('SIGTERM', () => stop(0));
@@ -148,7 +108,10 @@ try {
   if (withBank) {
     const chainFile = join(home, 'chain.json');
     rmSync(chainFile, { force: true });
-    run('chain', ['libs/chain/dist/local-chain.js', '--port', String(chainPort), '--out', chainFile, '--fund', address], {}, { restart: false });
+    // The dev chain keeps its blocks in ~/.commune/chain: started again (by this supervisor, or
+    // by the next pnpm start) it goes on with the same contracts and balances, which the bank's
+    // ledger and bridge remember.
+    run('chain', ['libs/chain/dist/local-chain.js', '--port', String(chainPort), '--out', chainFile, '--fund', address, '--data-dir', join(home, 'chain')]);
     await waitFor('the local chain', async () => existsSync(chainFile), 60_000);
     chain = JSON.parse(readFileSync(chainFile, 'utf8'));
     run('bank', ['apps/bank/dist/main.js'], {

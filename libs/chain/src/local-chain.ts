@@ -6,15 +6,20 @@
  * gas), writes {rpcUrl, chainId, token, vault, operatorKey, startBlock} to `--out` (or stdout)
  * and stays up until SIGINT/SIGTERM.
  */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Wallet, getAddress, isAddress, parseEther, parseUnits } from 'ethers';
 import { writeBridgeConfig, type BridgeChainConfig } from './bridge-config.js';
 import { connectProvider } from './provider.js';
-import { deployContracts } from './contracts.js';
+import { attachContracts, deployContracts } from './contracts.js';
 import { startLocalChain } from './start-local-chain.js';
 
 const usage = `usage: local-chain [--port 8545] [--host 127.0.0.1] [--out file.json] [--fund 0xADDRESS]...
-                   [--supply 1000000] [--vault-supply 0] [--ether-per-fund 10]
+                   [--supply 1000000] [--vault-supply 0] [--ether-per-fund 10] [--data-dir DIR]
+  --data-dir      keep the chain's blocks and state in DIR: started again on it, the chain goes on
+                  where it stopped with the same contracts and balances (nothing is deployed or
+                  minted again, except for --fund addresses that hold nothing yet)
   --supply        DCC (whole tokens) minted to account 0 and to each --fund address
   --vault-supply  DCC minted straight into the vault, so withdrawals of balances that were never
                   deposited (dev faucets) can be paid`;
@@ -29,6 +34,7 @@ async function main(): Promise<void> {
       supply: { type: 'string', default: '1000000' },
       'vault-supply': { type: 'string', default: '0' },
       'ether-per-fund': { type: 'string', default: '10' },
+      'data-dir': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -46,28 +52,47 @@ async function main(): Promise<void> {
   const vaultSupply = parseUnits(values['vault-supply'], 18);
   const etherPerFund = parseEther(values['ether-per-fund']);
 
-  const chain = await startLocalChain({ port, host: values.host });
+  const dataDir = values['data-dir'];
+  if (dataDir) mkdirSync(join(dataDir, 'db'), { recursive: true, mode: 0o700 });
+  const chain = await startLocalChain({ port, host: values.host, ...(dataDir ? { dbPath: join(dataDir, 'db') } : {}) });
   const provider = connectProvider(chain.url, { chainId: chain.chainId, pollingIntervalMs: 50 });
   const operator = new Wallet(chain.accounts[0], provider);
-  const { token, vault, addresses, deployBlock } = await deployContracts(operator);
-  // Sequential sends: the wallet takes each nonce from the node's pending count.
-  for (const to of [operator.address, ...funded]) await (await token.mint(to, supply)).wait();
-  if (vaultSupply > 0n) await (await token.mint(addresses.vault, vaultSupply)).wait();
-  for (const to of funded) if (etherPerFund > 0n) await (await operator.sendTransaction({ to, value: etherPerFund })).wait();
-
-  const config: BridgeChainConfig = {
-    rpcUrl: chain.url,
-    chainId: chain.chainId,
-    token: addresses.token,
-    vault: addresses.vault,
-    operatorKey: chain.accounts[0],
-    startBlock: deployBlock,
-  };
+  // A chain started again on its data dir already has its contracts: the config saved beside
+  // its blocks names them, and the token's code at that address proves it is the same chain.
+  const savedFile = dataDir ? join(dataDir, 'bridge-chain.json') : null;
+  const saved = savedFile && existsSync(savedFile) ? (JSON.parse(readFileSync(savedFile, 'utf8')) as BridgeChainConfig) : null;
+  const reused = saved !== null && saved.chainId === chain.chainId && (await provider.getCode(saved.token)) !== '0x';
+  let config: BridgeChainConfig;
+  if (reused) {
+    config = { ...saved, rpcUrl: chain.url };
+    const { token } = attachContracts({ token: config.token, vault: config.vault }, operator);
+    // Only addresses that hold nothing yet are funded: a restart mints nothing twice.
+    for (const to of funded) {
+      if ((await token.balanceOf(to)) > 0n) continue;
+      await (await token.mint(to, supply)).wait();
+      if (etherPerFund > 0n && (await provider.getBalance(to)) === 0n) await (await operator.sendTransaction({ to, value: etherPerFund })).wait();
+    }
+  } else {
+    const { token, vault, addresses, deployBlock } = await deployContracts(operator);
+    // Sequential sends: the wallet takes each nonce from the node's pending count.
+    for (const to of [operator.address, ...funded]) await (await token.mint(to, supply)).wait();
+    if (vaultSupply > 0n) await (await token.mint(addresses.vault, vaultSupply)).wait();
+    for (const to of funded) if (etherPerFund > 0n) await (await operator.sendTransaction({ to, value: etherPerFund })).wait();
+    config = {
+      rpcUrl: chain.url,
+      chainId: chain.chainId,
+      token: addresses.token,
+      vault: await vault.getAddress(),
+      operatorKey: chain.accounts[0],
+      startBlock: deployBlock,
+    };
+  }
+  if (savedFile) writeBridgeConfig(savedFile, config);
   if (values.out) writeBridgeConfig(values.out, config);
   else console.log(JSON.stringify(config, null, 2));
   console.error(
-    `local chain ${chain.url} (chain id ${chain.chainId}): DCCToken ${addresses.token}, BridgeVault ${await vault.getAddress()}, ` +
-      `operator ${operator.address}${values.out ? `; config written to ${values.out}` : ''}`,
+    `local chain ${chain.url} (chain id ${chain.chainId}${reused ? `, resumed from ${dataDir} at block ${await provider.getBlockNumber()}` : ''}): ` +
+      `DCCToken ${config.token}, BridgeVault ${config.vault}, operator ${operator.address}${values.out ? `; config written to ${values.out}` : ''}`,
   );
 
   let stopping = false;

@@ -20,6 +20,11 @@ export interface LocalChainOptions {
    * so a test that mines while a service sends loses blocks now and then under 'instant'.
    */
   mining?: 'instant' | 'manual';
+  /**
+   * A folder where the chain keeps its blocks and state (ganache's database), so that a chain
+   * started again on it goes on from where it stopped. Absent: the chain lives in memory only.
+   */
+  dbPath?: string;
 }
 
 export interface LocalChain {
@@ -60,6 +65,7 @@ export async function startLocalChain(options: LocalChainOptions = {}): Promise<
     chain: { chainId, networkId: chainId },
     logging: { quiet: true },
     miner: options.mining === 'manual' ? { blockTime: 3600 } : { instamine: 'strict' },
+    ...(options.dbPath ? { database: { dbPath: options.dbPath } } : {}),
   });
   await server.listen(options.port ?? 8545, host);
   const provider = server.provider;
