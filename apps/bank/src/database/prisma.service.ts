@@ -1,8 +1,9 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { BANK_ENV, type BankEnv } from '../config/env.js';
+import { connectTimeoutMs, survivePostgresRestarts } from './pool-events.js';
 
 /**
  * The bank's Prisma client over node-postgres (driver adapter: no query engine binary).
@@ -12,14 +13,21 @@ import { BANK_ENV, type BankEnv } from '../config/env.js';
 @Injectable()
 export class PrismaService extends PrismaClient implements OnApplicationShutdown {
   readonly pool: pg.Pool;
+  private readonly logger = new Logger('Database');
 
   constructor(@Inject(BANK_ENV) env: BankEnv) {
     const pool = new pg.Pool({
       connectionString: env.DATABASE_URL,
       max: env.DATABASE_POOL_SIZE,
       options: `-c search_path="${env.DATABASE_SCHEMA}" -c statement_timeout=${env.DATABASE_STATEMENT_TIMEOUT_MS}`,
+      // A server that stops answering (a failover, a paused host) fails the request instead of hanging it.
+      connectionTimeoutMillis: connectTimeoutMs,
+      keepAlive: true,
     });
     super({ adapter: new PrismaPg(pool, { schema: env.DATABASE_SCHEMA }) });
+    // A PostgreSQL restart must not end the bank: idle and checked-out clients (the ledger's
+    // transactions, the bridge's advisory-lock holders) all get an 'error' listener.
+    survivePostgresRestarts(pool, this.logger);
     this.pool = pool;
   }
 

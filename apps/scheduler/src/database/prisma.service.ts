@@ -3,6 +3,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
+import { connectTimeoutMs, survivePostgresRestarts } from './pool-events.js';
 
 /**
  * The scheduler's Prisma client over node-postgres (driver adapter: no query engine binary).
@@ -14,12 +15,16 @@ export class PrismaService extends PrismaClient implements OnApplicationShutdown
   private readonly logger = new Logger('Database');
 
   constructor(@Inject(SCHEDULER_ENV) env: SchedulerEnv) {
-    const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 10, options: `-c search_path="${env.DATABASE_SCHEMA}"` });
+    const pool = new pg.Pool({
+      connectionString: env.DATABASE_URL,
+      max: 10,
+      options: `-c search_path="${env.DATABASE_SCHEMA}"`,
+      // A server that stops answering (a failover, a paused host) fails the request instead of hanging it.
+      connectionTimeoutMillis: connectTimeoutMs,
+      keepAlive: true,
+    });
     super({ adapter: new PrismaPg(pool, { schema: env.DATABASE_SCHEMA }) });
-    // An idle connection the server terminates (a PostgreSQL restart or failover) is an 'error'
-    // event on the pool; without a listener it would be an uncaught exception that ends the
-    // process. The pool drops that connection and opens a new one on the next query.
-    pool.on('error', (error) => this.logger.warn(`idle PostgreSQL connection lost: ${error.message}`));
+    survivePostgresRestarts(pool, this.logger);
     this.pool = pool;
   }
 

@@ -3,21 +3,52 @@ import { PrismaService } from '../database/prisma.service.js';
 import { RedisConnections } from '../redis/redis.module.js';
 import { Metrics } from './metrics.js';
 
+/** How long /health waits for each dependency before calling it down (a hung server must not hang the probe). */
+const healthCheckTimeoutMs = 2_000;
+
+/** 'ok', or that a dependency is down with its error code (ECONNREFUSED, 57P03, ...) or 'timeout'; never its text. */
+async function probe(check: () => Promise<unknown>): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve('unavailable (timeout)'), healthCheckTimeoutMs);
+  });
+  const answer = check().then(
+    () => 'ok',
+    (error: unknown) => {
+      const code = (error as { code?: unknown } | null)?.code;
+      return typeof code === 'string' && /^[A-Za-z0-9_]{1,32}$/.test(code) ? `unavailable (${code})` : 'unavailable';
+    },
+  );
+  try {
+    return await Promise.race([answer, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The health body: ok, or degraded naming what is down (answered with HTTP 503). */
+export interface HealthReport {
+  status: 'ok' | 'degraded';
+  postgres: string;
+  redis: string;
+  down: Array<'postgres' | 'redis'>;
+}
+
 @Controller()
 export class HealthController {
   constructor(private readonly prisma: PrismaService, private readonly redis: RedisConnections, private readonly metrics: Metrics) {}
 
-  /** 200 when Postgres and Redis answer; 503 naming the one that does not. */
+  /**
+   * 200 `ok` when PostgreSQL and Redis answer within 2 s; otherwise 503 `degraded`, naming what
+   * is down (`down`) and its error code. The process keeps serving meanwhile: requests that need
+   * the missing dependency fail EUNAVAILABLE, and the pools reconnect when it is back.
+   */
   @Get('health')
-  async health(): Promise<{ status: 'ok'; postgres: 'ok'; redis: 'ok' }> {
-    const [postgres, redis] = await Promise.allSettled([this.prisma.pool.query('SELECT 1'), this.redis.command.ping()]);
-    if (postgres.status === 'rejected' || redis.status === 'rejected') {
-      throw new HttpException(
-        { status: 'unavailable', postgres: postgres.status === 'fulfilled' ? 'ok' : String(postgres.reason), redis: redis.status === 'fulfilled' ? 'ok' : String(redis.reason) },
-        HttpStatus.SERVICE_UNAVAILABLE,
-      );
-    }
-    return { status: 'ok', postgres: 'ok', redis: 'ok' };
+  async health(): Promise<HealthReport> {
+    const [postgres, redis] = await Promise.all([probe(() => this.prisma.pool.query('SELECT 1')), probe(() => this.redis.command.ping())]);
+    const down = [...(postgres === 'ok' ? [] : ['postgres' as const]), ...(redis === 'ok' ? [] : ['redis' as const])];
+    if (down.length > 0) throw new HttpException({ status: 'degraded', postgres, redis, down } satisfies HealthReport, HttpStatus.SERVICE_UNAVAILABLE);
+    return { status: 'ok', postgres, redis, down };
   }
 
   @Get('metrics')
