@@ -20,7 +20,7 @@ export class Metrics {
   readonly unpaidWorkers = new Counter({ name: 'commune_workers_unpaid_total', help: 'Worker connections that stopped being paid after too many payment outliers', registers: [this.registry] });
   readonly socketPacketsRefused = new Counter({
     name: 'commune_socket_packets_refused_total',
-    help: 'socket.io packets refused before parsing, their connection closed: too many values (nodes), too many binary attachments (attachments), brackets or strings that do not close (malformed)',
+    help: 'socket.io packets refused before parsing, their connection closed: too many values (nodes), too many binary attachments (attachments), a binary packet nested too deep (depth), brackets or strings that do not close (malformed)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

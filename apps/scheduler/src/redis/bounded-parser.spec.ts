@@ -176,11 +176,17 @@ describe('bounded socket.io parser', () => {
     expect(cuts).toEqual([1]);
   });
 
-  it('cuts deep binary placeholders before socket.io-parser rebuilds them recursively', () => {
-    const parser = createBoundedParser();
-    const decoded = decodeWith(new parser.Decoder() as never, [`51-/worker,4["task:events",${deepJson(20_000, '{"_placeholder":true,"num":0}')}]`, Buffer.from([1, 2, 3])]);
-    expect(decoded).toHaveLength(1);
-    expect(() => decodeWith(new stock.Decoder(), [`51-/worker,4["task:events",${deepJson(20_000, '{"_placeholder":true,"num":0}')}]`, Buffer.from([1, 2, 3])])).toThrow(RangeError);
+  it('refuses a binary packet nested too deep (depth) before socket.io-parser rebuilds its placeholders recursively', () => {
+    const refusals: PacketRefusal[] = [];
+    const parser = createBoundedParser({ refused: (reason) => refusals.push(reason) });
+    const text = `51-/worker,4["task:events",${deepJson(20_000, '{"_placeholder":true,"num":0}')}]`;
+    expect(() => new parser.Decoder().add(text)).toThrow(PacketRefusedError);
+    expect(refusals).toEqual(['depth']);
+    // What it protects from: the stock decoder overflows its stack on this packet's attachment.
+    expect(() => decodeWith(new stock.Decoder(), [text, Buffer.from([1, 2, 3])])).toThrow(RangeError);
+    // A binary packet within the depth bound is decoded as usual.
+    const shallow = `51-/worker,4["task:events",${deepJson(100, '{"_placeholder":true,"num":0}')}]`;
+    expect(decodeWith(new parser.Decoder() as never, [shallow, Buffer.from([1, 2, 3])])).toEqual(decodeWith(new stock.Decoder(), [shallow, Buffer.from([1, 2, 3])]));
   });
 
   it('a listener that throws changes nothing', () => {

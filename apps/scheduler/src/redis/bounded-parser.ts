@@ -11,6 +11,7 @@ import { Limits } from '@commune/protocol';
  *   is cut (replaced by `[]` at that depth) before JSON.parse, so nothing deeper is ever built,
  *   yet every depth check a handler applies still fails as it would have (see boundedPacketBounds).
  * - `maxAttachments`: binary attachments a packet may announce (socket.io-parser's own default).
+ *   A binary packet nested deeper than maxDepth is refused, not cut (see scanPacket).
  */
 export interface PacketBounds {
   maxDepth: number;
@@ -31,7 +32,7 @@ export const boundedPacketBounds: PacketBounds = {
   maxNodes: Limits.maxValueNodes + 64,
 };
 
-export type PacketRefusal = 'nodes' | 'attachments' | 'malformed';
+export type PacketRefusal = 'nodes' | 'depth' | 'attachments' | 'malformed';
 
 export type PacketScan =
   | { ok: true; text: string; cut: number }
@@ -125,9 +126,10 @@ function packetHeader(str: string): { dataStart: number; attachments: number; ty
 /**
  * One linear pass over an encoded socket.io packet (text), before JSON.parse: counts the values
  * of its data and how deep arrays and objects nest (string contents and escapes skipped), refuses
- * a packet over `maxNodes` values, announcing more than `maxAttachments` attachments, or whose
- * brackets or strings do not close (JSON.parse would refuse it too, after doing the work), and
- * cuts containers deeper than `maxDepth` (each replaced by `[]`), counting them in `cut`.
+ * a packet over `maxNodes` values, announcing more than `maxAttachments` attachments, a binary
+ * packet nested deeper than `maxDepth`, or one whose brackets or strings do not close (JSON.parse
+ * would refuse it too, after doing the work), and cuts containers deeper than `maxDepth` in other
+ * packets (each replaced by `[]`), counting them in `cut`.
  * Values inside a cut container are neither counted nor parsed. Never throws.
  *
  * Values are counted without tokenizing them: every value but the first follows an opening
@@ -147,6 +149,7 @@ export function scanPacket(packet: string, bounds: PacketBounds = boundedPacketB
 
   const maxDepth = bounds.maxDepth;
   const maxNodes = bounds.maxNodes;
+  const binary = header.type === 5 || header.type === 6;
   const tooMany = (): PacketScan => ({ ok: false, reason: 'nodes', message: `a packet of more than ${maxNodes} values` });
   const unterminated: PacketScan = { ok: false, reason: 'malformed', message: 'a packet with an unterminated string' };
   let depth = 0;
@@ -178,6 +181,9 @@ export function scanPacket(packet: string, bounds: PacketBounds = boundedPacketB
       if (++nodes > maxNodes) return tooMany();
     } else if (kind === OPEN) {
       if (depth === maxDepth) {
+        // socket.io-parser rebuilds a binary packet's placeholders by recursion over all of its data:
+        // no client of the scheduler sends binary packets, so a deep one is refused rather than cut.
+        if (binary) return { ok: false, reason: 'depth', message: `a binary packet nested deeper than ${maxDepth} levels` };
         // Too deep: find where this container closes (strings skipped, brackets counted) and cut it.
         let open = 1;
         let j = i + 1;

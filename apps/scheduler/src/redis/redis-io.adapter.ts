@@ -12,7 +12,7 @@ import { InboundBudget, type BudgetedSocket } from './inbound-budget.js';
  * adapter so an event emitted on one replica reaches sockets on every replica. Inbound messages
  * are bounded by the transport (maxHttpBufferSize: larger ones close the connection before they
  * are parsed), then by the bounded parser (one linear pass before JSON.parse: too many values or
- * attachments close the connection, containers nested too deep are cut so the handler answers
+ * attachments, or a deep binary packet, close the connection, containers nested too deep are cut so the handler answers
  * ETOODEEP without anything deeper being built), and large ones by one InboundBudget shared by
  * every namespace (/client and /worker).
  */
