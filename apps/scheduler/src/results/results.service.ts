@@ -1,5 +1,7 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { checkBounds, ErrorCode, Limits, type SliceOutcome, type TaskResults, type TaskResultsAck, type ValueBounds } from '@commune/protocol';
+import { unavailableDependency } from '@commune/service';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { LeaseRepository } from '../dispatch/lease.repository.js';
 import { WorkerNotifier } from '../dispatch/worker-notifier.js';
@@ -8,6 +10,8 @@ import { JobsRepository } from '../jobs/jobs.repository.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { Metrics } from '../health/metrics.js';
 import { PaymentsService } from '../payments/payments.service.js';
+import { RedisConnections } from '../redis/redis.module.js';
+import { ClaimJournal } from './claim-journal.js';
 
 /** Who sends a batch of results: its lease owner (one per connection), where its pay goes, and the sandboxes it declared. */
 export interface ResultsSubmitter {
@@ -34,10 +38,26 @@ const resultBounds: ValueBounds = { maxDepth: Limits.maxValueDepth, maxNodes: Li
  * nested deeper than Limits.maxValueDepth (ETOODEEP) or larger than Limits.maxResultBytes
  * (ERESULTTOOBIG) is a failed attempt of its slice, so a poison slice ends its job after
  * maxAttemptsPerSlice instead of being leased forever.
+ *
+ * Every claim is journaled (ClaimJournal) until its batch is settled. When storing fails because
+ * PostgreSQL is down, the claimed slices go back to the worker's lease (for at least
+ * resendWindowMs) and the worker is answered EUNAVAILABLE, so it sends the same results again
+ * rather than computing them again; if it does not, the lease sweep puts them back on the queue.
+ * When the scheduler dies between claim and insert, the journal's sweep (every replica, every
+ * LEASE_SWEEP_INTERVAL_MS) puts the slices back on the queue claimDeadlineMs after the claim.
  */
 @Injectable()
-export class ResultsService {
+export class ResultsService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(ResultsService.name);
+  /** A claim not settled within this time is taken for lost (its scheduler died) and swept back to its job's queue. */
+  static readonly claimDeadlineMs = 10_000;
+  /** How long results that could not be stored stay leased to their worker for it to send them again. */
+  static readonly resendWindowMs = 8_000;
+  private readonly claims: ClaimJournal;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweeping = false;
+  /** Batches that could not be stored because a dependency was down, and when that was last logged. */
+  private unavailable = { count: 0, loggedAt: 0 };
 
   constructor(
     @Inject(SCHEDULER_ENV) private readonly env: SchedulerEnv,
@@ -48,15 +68,55 @@ export class ResultsService {
     private readonly workers: WorkerNotifier,
     private readonly metrics: Metrics,
     private readonly payments: PaymentsService,
-  ) {}
+    connections: RedisConnections,
+  ) {
+    this.claims = new ClaimJournal(connections);
+  }
+
+  onApplicationBootstrap(): void {
+    this.sweepTimer = setInterval(() => void this.sweepClaims(), this.env.LEASE_SWEEP_INTERVAL_MS);
+    this.sweepTimer.unref();
+  }
+
+  onModuleDestroy(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+  }
+
+  /** Puts back the slices of claims whose scheduler died before storing them; returns how many. */
+  async sweepClaims(now = Date.now()): Promise<number> {
+    if (this.sweeping) return 0;
+    this.sweeping = true;
+    try {
+      const requeued = await this.claims.sweep(now);
+      if (requeued > 0) {
+        this.logger.warn(`${requeued} slices claimed but never stored (their scheduler stopped before storing them) put back`);
+        this.metrics.slicesReturned.inc(requeued);
+        this.workers.workAvailable();
+      }
+      return requeued;
+    } catch (error) {
+      // Redis is down: the next sweep tries again (the journal lives in Redis, so nothing is lost meanwhile).
+      this.logger.debug(`claim sweep failed: ${(error as Error).message}`);
+      return 0;
+    } finally {
+      this.sweeping = false;
+    }
+  }
 
   async submit(submitter: ResultsSubmitter, batch: TaskResults): Promise<SubmitOutcome> {
     const workerId = submitter.leaseOwner;
     const now = Date.now();
-    const { jobId, claimed, boundedMs } = await this.leases.claim(batch.taskId, workerId, batch.outcomes, now + this.env.LEASE_TIMEOUT_MS, {
+    const claimId = randomUUID();
+    const { jobId, claimed, boundedMs } = await this.claims.claim(claimId, batch.taskId, workerId, batch.outcomes, now + this.env.LEASE_TIMEOUT_MS, {
       now,
       sandboxes: submitter.sandboxes,
       sliceLimitMs: this.env.SLICE_TIME_LIMIT_MS,
+    }, now + ResultsService.claimDeadlineMs);
+    // Claimed slices not yet stored, recorded as failed or given back: what goes back to the worker if this batch fails.
+    const unsettled = new Set<number>();
+    batch.outcomes.forEach((outcome, i) => {
+      if (claimed[i]) unsettled.add(outcome.sliceIndex);
     });
     const refused: TaskResultsAck['refused'] = [];
     const ok: Array<OkOutcome & { json: string | null; creditedMs: number }> = [];
@@ -76,9 +136,9 @@ export class ResultsService {
     });
     const accepted: number[] = [];
     let paymentOutliers = 0;
-    if (jobId !== null && jobId === batch.jobId) {
-      if (ok.length > 0) {
-        try {
+    try {
+      if (jobId !== null && jobId === batch.jobId) {
+        if (ok.length > 0) {
           const priced = await this.payments.priceResults(jobId, ok.map((o) => o.creditedMs), submitter.payee);
           paymentOutliers = priced.outliers;
           if (priced.payments.some((p) => p !== null)) {
@@ -96,6 +156,7 @@ export class ResultsService {
           const inserted = new Set(stored.inserted);
           const results = [];
           for (const outcome of ok) {
+            unsettled.delete(outcome.sliceIndex);
             if (inserted.has(outcome.sliceIndex)) {
               accepted.push(outcome.sliceIndex);
               results.push({ sliceIndex: outcome.sliceIndex, value: outcome.value });
@@ -105,19 +166,51 @@ export class ResultsService {
           }
           this.metrics.resultsAccepted.inc(accepted.length);
           this.events.results(jobId, results);
-          if (stored.completedJob) await this.jobs.endJob(jobId, 'finished', null);
-          else if (accepted.length > 0) await this.jobs.publishProgress(jobId, stored.computed, stored.total);
-        } catch (error) {
-          // The claims are spent but nothing was stored: put the slices back so they run again.
-          this.logger.error(`storing ${ok.length} results of ${jobId} failed: ${(error as Error).message}`);
-          await this.leases.requeue(jobId, ok.map((o) => o.sliceIndex)).catch(() => undefined);
-          throw error;
+          // The results are stored: what follows must not make the worker send them again. A job
+          // whose last result was stored but whose end failed here is ended by the reconciler.
+          try {
+            if (stored.completedJob) await this.jobs.endJob(jobId, 'finished', null);
+            else if (accepted.length > 0) await this.jobs.publishProgress(jobId, stored.computed, stored.total);
+          } catch (error) {
+            this.logger.warn(`results of ${jobId} stored; announcing them failed (the reconciler finishes the job): ${(error as Error).message}`);
+          }
+        }
+        if (failed.length > 0) {
+          await this.recordFailures(jobId, workerId, failed);
+          for (const outcome of failed) unsettled.delete(outcome.sliceIndex);
         }
       }
-      if (failed.length > 0) await this.recordFailures(jobId, workerId, failed);
+    } catch (error) {
+      // Nothing of `unsettled` was stored: those slices go back to this worker's lease, so the
+      // results it sends again (it is answered EUNAVAILABLE when PostgreSQL is down) are taken.
+      // If this fails too, the journal's sweep puts them back on the queue at the claim deadline.
+      const back = await this.claims.restore(claimId, [...unsettled], Date.now() + ResultsService.resendWindowMs).catch(() => 0);
+      if (back > 0) this.workers.workAvailable();
+      this.noteFailure(error, jobId, unsettled.size);
+      throw error;
     }
+    // Claimed slices of another job than the batch names (a confused worker) go back to its lease too.
+    if (unsettled.size > 0) await this.claims.restore(claimId, [...unsettled], Date.now() + ResultsService.resendWindowMs).catch(() => 0);
+    else if (claimed.some(Boolean)) await this.claims.release(claimId).catch((error: unknown) => this.logger.warn(`forgetting a settled claim failed: ${(error as Error).message}`));
     if (refused.length > 0) this.metrics.resultsRefused.inc(refused.length);
     return { accepted, refused, paymentOutliers };
+  }
+
+  /**
+   * A batch that could not be stored. A dependency that is down (PostgreSQL restarting) is
+   * expected and retried: logged at most once a second with a count, without a stack. Anything
+   * else is the scheduler's own failure, logged in full.
+   */
+  private noteFailure(error: unknown, jobId: string | null, slices: number): void {
+    if (unavailableDependency(error) === null) {
+      this.logger.error(`storing ${slices} results of ${jobId} failed: ${(error as Error)?.stack ?? String(error)}`);
+      return;
+    }
+    this.unavailable.count++;
+    const now = Date.now();
+    if (now - this.unavailable.loggedAt < 1_000) return;
+    this.unavailable.loggedAt = now;
+    this.logger.warn(`${this.unavailable.count} result batches could not be stored so far (PostgreSQL unavailable: ${(error as Error)?.message}); their slices stay leased for their workers to send again`);
   }
 
   /** A result's JSON text, or the failed attempt it stands for when it is too deep or too big (checked before anything recurses into it). */
