@@ -71,7 +71,8 @@ describe('claim journal (real Redis)', () => {
     expect(await leases.held('w2', jobId, taskId, [0, 1, 2, 3])).toEqual([false, false, false, false]);
     // Slice 0 was stored, 1..3 were not: only those come back, and a slice not in the claim is ignored.
     expect(await journal.restore('c4', [1, 2, 3, 7], Date.now() + 8_000)).toBe(3);
-    expect(await journal.pending()).toBe(0);
+    // The entry now waits for the resend (the restored slices).
+    expect(await journal.pending()).toBe(1);
     expect(await leases.held('w2', jobId, taskId, [0, 1, 2, 3])).toEqual([false, true, true, true]);
     expect(await leases.leasedCount('w2')).toBe(3);
     // The resend is taken, and another worker's is not.
@@ -80,19 +81,42 @@ describe('claim journal (real Redis)', () => {
     const again = await journal.claim('c6', taskId, 'w2', results([1, 2, 3]), later + 60_000, bounds(later), later + 10_000);
     expect(again).toMatchObject({ jobId, claimed: [true, true, true] });
     await journal.release('c6');
-    // The job's queue got nothing: no slice is handed out twice.
+    // Sent again in time: the window's end puts nothing on the queue, so no slice is handed out twice.
+    expect(await journal.sweep(Date.now() + 8_000)).toBe(0);
+    expect(await journal.pending()).toBe(0);
     expect((await leases.jobState(jobId))?.queued).toBe(0);
   });
 
-  it('restore: a lease the worker does not send again expires, and the lease sweep puts the slices on the queue', async () => {
-    const { jobId, taskId } = await leased(2, 'w4');
+  it('restore: slices the worker does not send again within the window go to the queue; the rest of its task stays leased', async () => {
+    const { jobId, taskId } = await leased(5, 'w4');
     const now = Date.now();
-    await journal.claim('c7', taskId, 'w4', results([0, 1]), now + 60_000, bounds(now), now + 10_000);
-    expect(await journal.restore('c7', [0, 1], Date.now() + 200)).toBe(2);
-    expect(await leases.sweepExpired(Date.now())).toBe(0);
-    expect(await leases.sweepExpired(Date.now() + 1_000)).toBe(2);
+    await journal.claim('c7', taskId, 'w4', results([0, 1, 2]), now + 60_000, bounds(now), now + 10_000);
+    expect(await journal.restore('c7', [0, 1, 2], now + 500)).toBe(3);
+    expect(await journal.restore('c7', [0, 1, 2], now + 500)).toBe(0);
+    // The worker sends slice 0 again (taken); 1 and 2 never come.
+    const again = await journal.claim('c8', taskId, 'w4', results([0]), now + 60_000, bounds(now), now + 10_000);
+    expect(again.claimed).toEqual([true]);
+    await journal.release('c8');
+    expect(await journal.sweep(now + 499)).toBe(0);
+    expect(await journal.sweep(now + 500)).toBe(2);
+    expect(await journal.pending()).toBe(0);
     expect((await leases.jobState(jobId))?.queued).toBe(2);
-    expect(await leases.leasedCount('w4')).toBe(0);
+    // Slices 3 and 4, never claimed, are still the worker's, under their own lease deadline.
+    expect(await leases.held('w4', jobId, taskId, [0, 1, 2, 3, 4])).toEqual([false, false, false, true, true]);
+    expect(await leases.leasedCount('w4')).toBe(2);
+    expect(await leases.sweepExpired(Date.now())).toBe(0);
+  });
+
+  it('restore of a whole task: if nothing is sent again the recreated task is gone after the window', async () => {
+    const { jobId, taskId } = await leased(2, 'w9');
+    const now = Date.now();
+    await journal.claim('c11', taskId, 'w9', results([0, 1]), now + 60_000, bounds(now), now + 10_000);
+    expect(await journal.restore('c11', [0, 1], now + 300)).toBe(2);
+    expect(await journal.sweep(now + 300)).toBe(2);
+    expect((await leases.jobState(jobId))?.queued).toBe(2);
+    expect(await leases.leasedCount('w9')).toBe(0);
+    expect(await connections.command.exists(`${env.REDIS_PREFIX}:task:${taskId}`)).toBe(0);
+    expect(await connections.command.zscore(`${env.REDIS_PREFIX}:leases`, taskId)).toBeNull();
   });
 
   it('sweep: a claim its scheduler never settled goes back to the job queue at its deadline, not before', async () => {

@@ -7,13 +7,15 @@ import type { RedisConnections, ScriptRunner } from '../redis/redis.module.js';
  * The claim journal: results claimed in Redis but not yet stored in PostgreSQL. Keys, under P:
  *   P:claims            ZSET  claimId -> deadline (ms): when the claim is given up for lost
  *   P:claim:<claimId>   HASH  jobId, taskId, workerId, leasedAt and spent (the task's, before the
- *                             claim), slices ("slice:creditedMs,...", the slices this claim took)
+ *                             claim), slices ("slice:creditedMs,...", the slices this claim took);
+ *                             kind 'restored' once given back to the worker's lease for a resend
  * A claim is journaled in the same script that claims (lease-scripts' claimScript, unchanged, run
  * as a function), so no claim exists without its entry. The batch that stored its results drops
  * the entry; one whose storing failed (PostgreSQL down) gives the slices back to the worker's lease
  * so the worker, answered EUNAVAILABLE, can send the same results again instead of computing them
- * again; and an entry past its deadline (its scheduler died between claim and insert) is swept:
- * its slices go back on their job's queue within seconds, not at the job's end.
+ * again, for a short time (the entry becomes 'restored'; those not sent again by its deadline go
+ * to the job's queue); and an entry past its deadline (its scheduler died between claim and
+ * insert) is swept: its slices go back on their job's queue within seconds, not at the job's end.
  */
 
 /** Shared Lua: split "a:b,c:d" into slices and credited ms; the lowest fair-share score (as the lease scripts use). */
@@ -78,15 +80,17 @@ return out
 
 /**
  * Gives slices of a claim back to the lease they were claimed from (recreated if the claim took
- * its last slices), with a deadline of at least `deadline`, and drops the entry. Slices not named
- * stay claimed (they were stored). A job no longer running or paused takes nothing back.
- * ARGV: prefix, claimId, deadline, slice... Returns how many slices went back.
+ * its last slices), so the worker can send their results again, until `deadline`: the entry
+ * becomes a 'restored' one, and the sweep takes back at `deadline` whichever of them the worker
+ * did not claim again. Slices not named stay claimed (they were stored). A job no longer running
+ * or paused takes nothing back. ARGV: prefix, claimId, deadline, slice... Returns how many slices
+ * went back.
  */
 export const restoreClaimScript = helpers + `
 local P, claimId, deadline = ARGV[1], ARGV[2], ARGV[3]
 local key = P .. ':claim:' .. claimId
-local c = redis.call('HMGET', key, 'jobId', 'taskId', 'workerId', 'leasedAt', 'spent', 'slices')
-if not c[1] then return 0 end
+local c = redis.call('HMGET', key, 'jobId', 'taskId', 'workerId', 'leasedAt', 'spent', 'slices', 'kind')
+if not c[1] or c[7] == 'restored' then return 0 end
 redis.call('DEL', key)
 redis.call('ZREM', P .. ':claims', claimId)
 local jobId, taskId, workerId = c[1], c[2], c[3]
@@ -109,33 +113,54 @@ if owner[1] and (owner[1] ~= jobId or owner[2] ~= workerId) then
   return requeue(P, jobId, slices)
 end
 if owner[1] then
-  -- the task is still out: the time credited to the failed results is credited again on resend
+  -- the task is still out (its deadline unchanged): the time credited to the failed results is credited again on resend
   redis.call('HINCRBYFLOAT', taskKey, 'spent', string.format('%.3f', -refund))
 else
   redis.call('HSET', taskKey, 'jobId', jobId, 'workerId', workerId, 'deadline', deadline, 'leasedAt', c[4], 'spent', c[5])
   redis.call('SADD', P .. ':worker:' .. workerId .. ':tasks', taskId)
+  redis.call('ZADD', P .. ':leases', deadline, taskId)
 end
 for i = 1, #slices, 1000 do
   redis.call('SADD', taskKey .. ':slices', unpack(slices, i, math.min(i + 999, #slices)))
 end
 redis.call('INCRBY', P .. ':worker:' .. workerId .. ':leased', #slices)
-redis.call('ZADD', P .. ':leases', 'GT', deadline, taskId)
+local listed = {}
+for i, s in ipairs(slices) do listed[i] = s .. ':0' end
+redis.call('HSET', key, 'kind', 'restored', 'jobId', jobId, 'taskId', taskId, 'workerId', workerId, 'slices', table.concat(listed, ','))
+redis.call('ZADD', P .. ':claims', deadline, claimId)
 return #slices
 `;
 
 /**
  * Claims past their deadline (their scheduler died, or could not reach Redis to settle them): their
- * slices go back on their job's queue. ARGV: prefix, now, limit. Returns slices requeued.
+ * slices go back on their job's queue. Restored entries past their deadline: the slices the worker
+ * did not send again leave its lease for the job's queue (the rest of its task stays leased).
+ * ARGV: prefix, now, limit. Returns slices requeued.
  */
 export const sweepClaimsScript = helpers + `
 local P, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local count = 0
 for _, claimId in ipairs(redis.call('ZRANGEBYSCORE', P .. ':claims', '-inf', now, 'LIMIT', 0, limit)) do
   local key = P .. ':claim:' .. claimId
-  local c = redis.call('HMGET', key, 'jobId', 'slices')
+  local c = redis.call('HMGET', key, 'jobId', 'slices', 'kind', 'taskId', 'workerId')
   if c[1] then
     local slices = parse_slices(c[2])
-    count = count + requeue(P, c[1], slices)
+    if c[3] == 'restored' then
+      local taskKey = P .. ':task:' .. c[4]
+      local back = {}
+      for _, s in ipairs(slices) do
+        if redis.call('SREM', taskKey .. ':slices', s) == 1 then table.insert(back, s) end
+      end
+      if #back > 0 then redis.call('DECRBY', P .. ':worker:' .. c[5] .. ':leased', #back) end
+      if redis.call('EXISTS', taskKey) == 1 and redis.call('SCARD', taskKey .. ':slices') == 0 then
+        redis.call('DEL', taskKey)
+        redis.call('ZREM', P .. ':leases', c[4])
+        redis.call('SREM', P .. ':worker:' .. c[5] .. ':tasks', c[4])
+      end
+      count = count + requeue(P, c[1], back)
+    else
+      count = count + requeue(P, c[1], slices)
+    end
   end
   redis.call('DEL', key)
   redis.call('ZREM', P .. ':claims', claimId)
@@ -180,7 +205,7 @@ export class ClaimJournal {
     await this.redis.multi().del(`${this.prefix}:claim:${claimId}`).zrem(`${this.prefix}:claims`, claimId).exec();
   }
 
-  /** Gives `sliceIndexes` of the claim back to the worker's lease until at least `deadline`; forgets the claim. */
+  /** Gives `sliceIndexes` of the claim back to the worker's lease until `deadline` (then the sweep requeues those not sent again). */
   async restore(claimId: string, sliceIndexes: readonly number[], deadline: number): Promise<number> {
     return Number(await this.scripts.restore(this.prefix, claimId, deadline, ...sliceIndexes));
   }

@@ -40,9 +40,9 @@ const resultBounds: ValueBounds = { maxDepth: Limits.maxValueDepth, maxNodes: Li
  * maxAttemptsPerSlice instead of being leased forever.
  *
  * Every claim is journaled (ClaimJournal) until its batch is settled. When storing fails because
- * PostgreSQL is down, the claimed slices go back to the worker's lease (for at least
- * resendWindowMs) and the worker is answered EUNAVAILABLE, so it sends the same results again
- * rather than computing them again; if it does not, the lease sweep puts them back on the queue.
+ * PostgreSQL is down, the claimed slices go back to the worker's lease (for resendWindowMs) and
+ * the worker is answered EUNAVAILABLE, so it sends the same results again rather than computing
+ * them again; those it does not send again go back on the queue when the window closes.
  * When the scheduler dies between claim and insert, the journal's sweep (every replica, every
  * LEASE_SWEEP_INTERVAL_MS) puts the slices back on the queue claimDeadlineMs after the claim.
  */
@@ -51,8 +51,11 @@ export class ResultsService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(ResultsService.name);
   /** A claim not settled within this time is taken for lost (its scheduler died) and swept back to its job's queue. */
   static readonly claimDeadlineMs = 10_000;
-  /** How long results that could not be stored stay leased to their worker for it to send them again. */
-  static readonly resendWindowMs = 8_000;
+  /**
+   * How long results that could not be stored stay leased to their worker for it to send them
+   * again (it resends for ~3-5 s, see the worker's resendLater); then those not sent again go back on the queue.
+   */
+  static readonly resendWindowMs = 6_000;
   private readonly claims: ClaimJournal;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping = false;
