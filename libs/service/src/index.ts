@@ -1,2 +1,3 @@
 export * from './errors.js';
 export * from './socket-handlers.js';
+export * from './redis-generation.js';

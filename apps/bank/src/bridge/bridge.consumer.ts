@@ -9,7 +9,8 @@ import { WithdrawalSender } from './withdrawal-sender.service.js';
 
 /**
  * Runs the bridge's jobs in this process (BullMQ hands each run to one replica; an advisory lock in
- * each job keeps a slow run and the next one from overlapping). Concurrency 1: the watcher and the
+ * each job keeps a slow run and the next one from overlapping). Their schedules are created again
+ * whenever Redis loses its data (RedisConnections.generation). Concurrency 1: the watcher and the
  * sender take turns, so the chain sees one sender.
  */
 @Injectable()
@@ -42,6 +43,12 @@ export class BridgeConsumer implements OnApplicationBootstrap, OnModuleDestroy {
     });
     this.worker.on('error', (error) => this.logger.warn(`bridge worker: ${error.message}`));
     await this.queue.schedule();
+    // The schedules live in Redis: after Redis lost its data they are created again (deposits made meanwhile are found by the next scan).
+    this.connections.generation.onLoss(async () => {
+      await this.queue.schedule();
+      this.logger.warn('Redis lost its data: the bridge schedules were created again');
+    });
+    await this.connections.generation.start();
     const { chain } = this.settings;
     this.logger.log(
       `Ethereum bridge on ${chain.rpcUrl}: vault ${chain.vault}, token ${chain.token}, ${this.settings.confirmations} confirmations, every ${this.settings.pollIntervalMs} ms`,

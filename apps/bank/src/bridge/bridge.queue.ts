@@ -10,7 +10,8 @@ export type BridgeJobName = 'scan-deposits' | 'send-withdrawals';
  * The bridge's background work (BullMQ): two repeating jobs, the deposit watcher and the
  * withdrawal sender, every BRIDGE_POLL_INTERVAL_MS; a new withdrawal also wakes the sender at
  * once. Redis holds only the schedule: every fact lives in Postgres (bridge_* tables), so a lost
- * Redis delays the bridge and loses nothing.
+ * Redis delays the bridge by about a second (BridgeConsumer creates the schedules again when
+ * RedisConnections.generation sees the loss) and loses nothing.
  */
 @Injectable()
 export class BridgeQueue implements OnModuleDestroy {

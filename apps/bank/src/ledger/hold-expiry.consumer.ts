@@ -4,7 +4,10 @@ import { RedisConnections } from '../redis/redis.module.js';
 import { BANK_MAINTENANCE_QUEUE, EXPIRE_HOLDS_JOB, HoldExpiryQueue } from './hold-expiry.queue.js';
 import { LedgerService } from './ledger.service.js';
 
-/** Runs `expire-holds`: holds past their expiry go back to their accounts (BullMQ hands each run to one process). */
+/**
+ * Runs `expire-holds`: holds past their expiry go back to their accounts (BullMQ hands each run to
+ * one process). The schedule is created again whenever Redis loses its data (RedisConnections.generation).
+ */
 @Injectable()
 export class HoldExpiryConsumer implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(HoldExpiryConsumer.name);
@@ -23,7 +26,14 @@ export class HoldExpiryConsumer implements OnApplicationBootstrap, OnModuleDestr
       concurrency: 1,
     });
     this.worker.on('failed', (job, error) => this.logger.warn(`${job?.name ?? 'job'} failed: ${error.message}`));
+    this.worker.on('error', (error) => this.logger.warn(`bank maintenance worker: ${error.message}`));
     await this.queue.schedule();
+    // The schedule lives in Redis: after Redis lost its data it is created again (and holds due meanwhile expire at once).
+    this.connections.generation.onLoss(async () => {
+      await this.queue.schedule();
+      this.logger.warn('Redis lost its data: the expire-holds schedule was created again');
+    });
+    await this.connections.generation.start();
   }
 
   async process(job: Job): Promise<unknown> {

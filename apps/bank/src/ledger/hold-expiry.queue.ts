@@ -19,7 +19,10 @@ export class HoldExpiryQueue implements OnModuleDestroy {
     });
   }
 
-  /** One schedule shared by every bank process (BullMQ keeps one scheduler per id). */
+  /**
+   * One schedule shared by every bank process (BullMQ keeps one scheduler per id). Idempotent: it
+   * runs at boot and again after Redis lost its data (HoldExpiryConsumer).
+   */
   async schedule(): Promise<void> {
     await this.queue.upsertJobScheduler(EXPIRE_HOLDS_JOB, { every: this.env.HOLD_SWEEP_INTERVAL_MS }, { name: EXPIRE_HOLDS_JOB, data: {} });
   }

@@ -334,3 +334,60 @@ if tonumber(escrowed) > current then redis.call('HSET', jobKey, 'escrowed', escr
 if redis.call('HGET', jobKey, 'status') == 'running' then redis.call('ZADD', P .. ':ready', 'NX', ready_min_score(P), jobId) end
 return 1
 `;
+
+/** Shared Lua: push slices given as inclusive ranges (ARGV[from], ARGV[from + 1], ...) on a job's requeue list, 1000 per RPUSH. */
+const pushRangesFunction = `
+local function push_ranges(listKey, from)
+  local pushed, batch = 0, {}
+  for i = from, #ARGV - 1, 2 do
+    for s = tonumber(ARGV[i]), tonumber(ARGV[i + 1]) do
+      batch[#batch + 1] = string.format('%d', s)
+      if #batch == 1000 then
+        redis.call('RPUSH', listKey, unpack(batch))
+        pushed = pushed + #batch
+        batch = {}
+      end
+    end
+  end
+  if #batch > 0 then
+    redis.call('RPUSH', listKey, unpack(batch))
+    pushed = pushed + #batch
+  end
+  return pushed
+end
+`;
+
+/**
+ * Rebuilds a job's dispatch state that Redis lost, from what Postgres knows: `cursor` is the
+ * first slice never handed out (past every journalled lease and every result), the ranges are the
+ * slices below it with no result (they go on the requeue list). A job whose key exists (opened by
+ * its deploy, or rebuilt by another replica meanwhile) is left as it is.
+ * ARGV: prefix, jobId, total, cursor, status ('running' | 'paused'), offer, escrowed, then (first, last) pairs.
+ * Returns the slices queued, or -1 when the job already had a state.
+ */
+export const rebuildJobScript = releaseTaskFunction + pushRangesFunction + `
+local P, jobId, total, cursor, status, offer, escrowed = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local jobKey = P .. ':job:' .. jobId
+if redis.call('EXISTS', jobKey) == 1 then return -1 end
+redis.call('HSET', jobKey, 'total', total, 'cursor', cursor, 'status', status, 'offer', offer, 'escrowed', escrowed)
+local queued = push_ranges(jobKey .. ':requeue', 8)
+local limit = math.min(tonumber(total), tonumber(escrowed))
+if status == 'running' and (queued > 0 or tonumber(cursor) < limit) then
+  redis.call('ZADD', P .. ':ready', 'NX', ready_min_score(P), jobId)
+end
+return queued
+`;
+
+/**
+ * Puts back slices given as inclusive ranges (slices with neither a result nor a lease, found by
+ * the reconciler). ARGV: prefix, jobId, then (first, last) pairs. Returns the slices queued.
+ */
+export const requeueRangesScript = releaseTaskFunction + pushRangesFunction + `
+local P, jobId = ARGV[1], ARGV[2]
+local jobKey = P .. ':job:' .. jobId
+local jobStatus = redis.call('HGET', jobKey, 'status')
+if jobStatus ~= 'running' and jobStatus ~= 'paused' then return 0 end
+local queued = push_ranges(jobKey .. ':requeue', 3)
+if queued > 0 and jobStatus == 'running' then redis.call('ZADD', P .. ':ready', 'NX', ready_min_score(P), jobId) end
+return queued
+`;

@@ -1,8 +1,34 @@
 import { Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { RedisConnections, type ScriptRunner } from '../redis/redis.module.js';
-import { claimScript, heldScript, leaseCapReply, leaseScript, openJobScript, releaseWorkerScript, requeueScript, returnScript, setEscrowedScript, setRunningScript, sweepScript } from './lease-scripts.js';
+import {
+  claimScript, heldScript, leaseCapReply, leaseScript, openJobScript, rebuildJobScript, releaseWorkerScript, requeueRangesScript, requeueScript, returnScript, setEscrowedScript,
+  setRunningScript, sweepScript,
+} from './lease-scripts.js';
 
+
+/** A job's dispatch state in Redis, as the reconciler reads it. */
+export interface DispatchState {
+  total: number;
+  cursor: number;
+  status: string;
+  escrowed: number;
+  queued: number;
+}
+
+/** What Postgres says a lost job's dispatch state is (see LeaseRepository.rebuildJob). */
+export interface RebuiltJob {
+  jobId: string;
+  total: number;
+  /** First slice never handed out. */
+  cursor: number;
+  status: 'running' | 'paused';
+  /** DCC per slice ('0' for a free job) and the slices its escrow covers (total for a free job). */
+  offerDcc: string;
+  escrowed: number;
+  /** Slices below the cursor with no result, as inclusive ranges. */
+  missing: Array<[number, number]>;
+}
 
 export interface Lease {
   jobId: string;
@@ -31,14 +57,17 @@ export interface ClaimBounds {
 export class LeaseRepository {
   private readonly redis: Redis;
   private readonly prefix: string;
-  private readonly scripts: Record<'lease' | 'claim' | 'held' | 'return' | 'releaseWorker' | 'sweep' | 'requeue' | 'openJob' | 'setRunning' | 'setEscrowed', ScriptRunner>;
+  private readonly scripts: Record<
+    'lease' | 'claim' | 'held' | 'return' | 'releaseWorker' | 'sweep' | 'requeue' | 'openJob' | 'setRunning' | 'setEscrowed' | 'rebuildJob' | 'requeueRanges',
+    ScriptRunner
+  >;
 
   constructor(connections: RedisConnections) {
     this.redis = connections.command;
     this.prefix = connections.prefix;
     this.scripts = connections.scripts('commune', {
       lease: leaseScript, claim: claimScript, held: heldScript, return: returnScript, releaseWorker: releaseWorkerScript, sweep: sweepScript, requeue: requeueScript, openJob: openJobScript,
-      setRunning: setRunningScript, setEscrowed: setEscrowedScript,
+      setRunning: setRunningScript, setEscrowed: setEscrowedScript, rebuildJob: rebuildJobScript, requeueRanges: requeueRangesScript,
     });
   }
 
@@ -190,6 +219,67 @@ export class LeaseRepository {
   /** Counts a failed attempt of a slice; returns the attempts so far. */
   async countAttempt(jobId: string, sliceIndex: number): Promise<number> {
     return this.redis.hincrby(`${this.prefix}:job:${jobId}:attempts`, String(sliceIndex), 1);
+  }
+
+  /** Ranges per script call (an ARGV of at most ~100,000 numbers). */
+  static readonly rangesPerCall = 50_000;
+
+  /** The dispatch state of each job (null where Redis has none), read in one pipeline. */
+  async dispatchStates(jobIds: readonly string[]): Promise<Map<string, DispatchState | null>> {
+    const states = new Map<string, DispatchState | null>();
+    if (jobIds.length === 0) return states;
+    const pipeline = this.redis.pipeline();
+    for (const jobId of jobIds) {
+      const jobKey = `${this.prefix}:job:${jobId}`;
+      pipeline.hmget(jobKey, 'total', 'cursor', 'status', 'escrowed');
+      pipeline.llen(`${jobKey}:requeue`);
+    }
+    const replies = (await pipeline.exec()) ?? [];
+    jobIds.forEach((jobId, i) => {
+      const [fieldsError, fields] = replies[2 * i] ?? [new Error('no reply')];
+      const [queuedError, queued] = replies[2 * i + 1] ?? [new Error('no reply')];
+      if (fieldsError || queuedError) throw fieldsError ?? queuedError;
+      const [total, cursor, status, escrowed] = fields as Array<string | null>;
+      states.set(jobId, total === null || total === undefined
+        ? null
+        : { total: Number(total), cursor: Number(cursor), status: String(status), escrowed: Number(escrowed ?? total), queued: Number(queued) });
+    });
+    return states;
+  }
+
+  /**
+   * Rebuilds a job whose state Redis lost (one atomic script; several calls for a job with very many
+   * missing ranges, the first creating the state). False when the job already had a state (its
+   * deploy opened it, or another replica rebuilt it first): nothing was changed then.
+   */
+  async rebuildJob(job: RebuiltJob): Promise<{ rebuilt: boolean; queued: number }> {
+    const first = job.missing.slice(0, LeaseRepository.rangesPerCall);
+    const queued = Number(await this.scripts.rebuildJob(
+      this.prefix, job.jobId, job.total, job.cursor, job.status, job.offerDcc, job.escrowed, ...first.flat(),
+    ));
+    if (queued < 0) return { rebuilt: false, queued: 0 };
+    const rest = job.missing.slice(LeaseRepository.rangesPerCall);
+    return { rebuilt: true, queued: queued + (await this.requeueRanges(job.jobId, rest)) };
+  }
+
+  /** Puts back slices given as inclusive ranges; returns how many were queued. */
+  async requeueRanges(jobId: string, ranges: ReadonlyArray<[number, number]>): Promise<number> {
+    let queued = 0;
+    for (let i = 0; i < ranges.length; i += LeaseRepository.rangesPerCall) {
+      queued += Number(await this.scripts.requeueRanges(this.prefix, jobId, ...ranges.slice(i, i + LeaseRepository.rangesPerCall).flat()));
+    }
+    return queued;
+  }
+
+  /** The jobs that have leased tasks out right now (one ZRANGE and one pipeline, for the reconciler). */
+  async jobsWithOpenLeases(): Promise<Set<string>> {
+    const taskIds = await this.redis.zrange(`${this.prefix}:leases`, '0', '-1');
+    const jobs = new Set<string>();
+    if (taskIds.length === 0) return jobs;
+    const pipeline = this.redis.pipeline();
+    for (const taskId of taskIds) pipeline.hget(`${this.prefix}:task:${taskId}`, 'jobId');
+    for (const [, value] of (await pipeline.exec()) ?? []) if (typeof value === 'string') jobs.add(value);
+    return jobs;
   }
 
   /** Leased tasks of a job still out (for the reconciler). */

@@ -25,7 +25,10 @@ export class MaintenanceQueue implements OnModuleDestroy {
     });
   }
 
-  /** Repeating jobs: one schedule shared by all replicas (BullMQ deduplicates by id). */
+  /**
+   * Repeating jobs: one schedule shared by all replicas (BullMQ deduplicates by id). Idempotent: it
+   * runs at boot and again whenever Redis lost its data (MaintenanceConsumer.recover).
+   */
   async schedule(): Promise<void> {
     await this.queue.upsertJobScheduler('sweep-leases', { every: this.env.LEASE_SWEEP_INTERVAL_MS }, { name: 'sweep-leases', data: {} });
     await this.queue.upsertJobScheduler('reconcile', { every: Math.max(5_000, this.env.LEASE_SWEEP_INTERVAL_MS * 5) }, { name: 'reconcile', data: {} });

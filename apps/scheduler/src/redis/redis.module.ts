@@ -1,6 +1,7 @@
-import { Global, Inject, Injectable, Module, type OnApplicationShutdown } from '@nestjs/common';
+import { Global, Inject, Injectable, Logger, Module, type OnApplicationShutdown } from '@nestjs/common';
 import type { ConnectionOptions } from 'bullmq';
 import { Redis } from 'ioredis';
+import { RedisGeneration } from '@commune/service';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 
 /** Runs one Lua script with its ARGV. */
@@ -8,7 +9,8 @@ export type ScriptRunner = (...args: (string | number)[]) => Promise<unknown>;
 
 /**
  * Redis connections. Redis holds only what can be rebuilt from Postgres (leases, ready queues,
- * counters, socket.io adapter traffic): losing it pauses work, never loses a result.
+ * counters, socket.io adapter traffic): losing it pauses work, never loses a result. `generation`
+ * tells within about a second that Redis lost its data, so what lived there is rebuilt at once.
  */
 @Injectable()
 export class RedisConnections implements OnApplicationShutdown {
@@ -18,12 +20,22 @@ export class RedisConnections implements OnApplicationShutdown {
   readonly publisher: Redis;
   readonly subscriber: Redis;
   readonly prefix: string;
+  /** Redis's data generation (P:generation): listeners rebuild what Redis lost (see MaintenanceConsumer.recover). */
+  readonly generation: RedisGeneration;
+  /** How often the generation is read besides each reconnect. */
+  static readonly generationCheckMs = 1000;
 
   constructor(@Inject(SCHEDULER_ENV) private readonly env: SchedulerEnv) {
     this.prefix = env.REDIS_PREFIX;
     this.command = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 20, enableAutoPipelining: true });
     this.publisher = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 20 });
     this.subscriber = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 20 });
+    const logger = new Logger('RedisGeneration');
+    this.generation = new RedisGeneration(this.command, {
+      key: this.key('generation'),
+      intervalMs: RedisConnections.generationCheckMs,
+      warn: (message) => logger.warn(message),
+    });
   }
 
   /**
@@ -55,6 +67,7 @@ export class RedisConnections implements OnApplicationShutdown {
 
   /** After the socket.io server closed (it unsubscribes through these connections). */
   async onApplicationShutdown(): Promise<void> {
+    this.generation.stop();
     // quit() lets replies in flight arrive; disconnect() would reject them.
     await Promise.all([this.command, this.publisher, this.subscriber].map((connection) => connection.quit().catch(() => connection.disconnect())));
   }
