@@ -107,11 +107,9 @@ function packetHeader(str: string): { dataStart: number; attachments: number; ty
     }
   }
   const next = str.charAt(i + 1);
-  // eslint-disable-next-line eqeqeq -- the same loose comparisons as socket.io-parser's id detection
   if (next !== '' && Number(next) == (next as unknown as number)) {
     while (++i) {
       const c = str.charAt(i);
-      // eslint-disable-next-line eqeqeq
       if (c == null || Number(c) != (c as unknown as number)) {
         --i;
         break;
