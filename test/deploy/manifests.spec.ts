@@ -342,18 +342,19 @@ function schedulerProblems(objects: K8sObject[]): string[] {
   const scheduler = find(objects, 'Deployment', 'scheduler');
   const podLabels = scheduler.spec.template.metadata.labels;
   const container = scheduler.spec.template.spec.containers.find((candidate: any) => candidate.name === 'scheduler');
-  if (!(scheduler.spec.replicas >= 2)) problems.push(`the scheduler has ${scheduler.spec.replicas} replicas: not several`);
+  // The autoscaler owns the count: a count in the manifest would undo its scaling at every apply.
+  if (scheduler.spec.replicas !== undefined) problems.push(`the scheduler Deployment sets replicas ${scheduler.spec.replicas}, which every kubectl apply would force over the autoscaler's count`);
   for (const probe of ['startupProbe', 'readinessProbe'] as const) {
     const get = container?.[probe]?.httpGet;
     if (get?.path !== '/health' || containerPort(container, get.port) === undefined) problems.push(`the scheduler's ${probe} does not ask /health on its port`);
   }
   const pdb = objects.find((object) => object.kind === 'PodDisruptionBudget' && selects(object.spec.selector?.matchLabels, podLabels));
   if (!pdb) problems.push('no PodDisruptionBudget selects the scheduler pods');
-  else if (pdb.spec.maxUnavailable === undefined || pdb.spec.maxUnavailable >= scheduler.spec.replicas) problems.push(`PodDisruptionBudget ${pdb.metadata.name} lets every replica go at once`);
   const hpa = objects.find((object) => object.kind === 'HorizontalPodAutoscaler' && object.spec.scaleTargetRef.kind === 'Deployment' && object.spec.scaleTargetRef.name === 'scheduler');
+  if (pdb && !(typeof pdb.spec.maxUnavailable === 'number' && pdb.spec.maxUnavailable < (hpa?.spec.minReplicas ?? 1))) problems.push(`PodDisruptionBudget ${pdb.metadata.name} lets every replica go at once`);
   if (!hpa) problems.push('no HorizontalPodAutoscaler scales the scheduler');
   else {
-    if (!(hpa.spec.minReplicas >= 2)) problems.push(`the autoscaler may scale the scheduler down to ${hpa.spec.minReplicas ?? 1}`);
+    if (!(hpa.spec.minReplicas >= 2)) problems.push(`the autoscaler may scale the scheduler down to ${hpa.spec.minReplicas ?? 1} replica: not several`);
     if (!(hpa.spec.maxReplicas > hpa.spec.minReplicas)) problems.push('the autoscaler has no room to scale');
     if (!(hpa.spec.metrics ?? []).some((metric: any) => metric.type === 'Resource' && metric.resource?.name === 'cpu')) problems.push('the autoscaler does not scale on CPU');
     if (!container?.resources?.requests?.cpu) problems.push('CPU utilisation needs a CPU request on the scheduler');
@@ -468,7 +469,12 @@ describe('deploy/: Kubernetes manifests rendered by kubectl kustomize', () => {
     expect(schedulerProblems(objects)).toEqual([]);
     const broken = structuredClone(objects);
     find(broken, 'Deployment', 'scheduler').spec.template.spec.containers[0].readinessProbe.httpGet.path = '/';
-    expect(schedulerProblems(broken)).toEqual(["the scheduler's readinessProbe does not ask /health on its port"]);
+    find(broken, 'HorizontalPodAutoscaler', 'scheduler').spec.minReplicas = 1;
+    expect(schedulerProblems(broken)).toEqual([
+      "the scheduler's readinessProbe does not ask /health on its port",
+      'PodDisruptionBudget scheduler lets every replica go at once',
+      'the autoscaler may scale the scheduler down to 1 replica: not several',
+    ]);
   });
 
   it.each(kustomizations)('%s: the bank is one writer: one replica, replaced by Recreate, reachable only inside the cluster', (dir) => {
