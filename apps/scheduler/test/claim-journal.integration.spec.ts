@@ -56,7 +56,7 @@ describe('claim journal (real Redis)', () => {
     expect(await journal.pending()).toBe(1);
     await journal.release('c1');
     expect(await journal.pending()).toBe(0);
-    expect(await journal.sweep(Date.now() + 60_000)).toBe(0);
+    expect(await journal.sweep(Date.now() + 60_000)).toEqual({ lost: 0, unsent: 0 });
     // The two unclaimed slices are still the worker's.
     expect(await leases.held('w1', jobId, taskId, [0, 1, 2, 3, 4])).toEqual([false, false, false, true, true]);
   });
@@ -82,7 +82,7 @@ describe('claim journal (real Redis)', () => {
     expect(again).toMatchObject({ jobId, claimed: [true, true, true] });
     await journal.release('c6');
     // Sent again in time: the window's end puts nothing on the queue, so no slice is handed out twice.
-    expect(await journal.sweep(Date.now() + 8_000)).toBe(0);
+    expect(await journal.sweep(Date.now() + 8_000)).toEqual({ lost: 0, unsent: 0 });
     expect(await journal.pending()).toBe(0);
     expect((await leases.jobState(jobId))?.queued).toBe(0);
   });
@@ -97,8 +97,8 @@ describe('claim journal (real Redis)', () => {
     const again = await journal.claim('c8', taskId, 'w4', results([0]), now + 60_000, bounds(now), now + 10_000);
     expect(again.claimed).toEqual([true]);
     await journal.release('c8');
-    expect(await journal.sweep(now + 499)).toBe(0);
-    expect(await journal.sweep(now + 500)).toBe(2);
+    expect(await journal.sweep(now + 499)).toEqual({ lost: 0, unsent: 0 });
+    expect(await journal.sweep(now + 500)).toEqual({ lost: 0, unsent: 2 });
     expect(await journal.pending()).toBe(0);
     expect((await leases.jobState(jobId))?.queued).toBe(2);
     // Slices 3 and 4, never claimed, are still the worker's, under their own lease deadline.
@@ -112,7 +112,7 @@ describe('claim journal (real Redis)', () => {
     const now = Date.now();
     await journal.claim('c11', taskId, 'w9', results([0, 1]), now + 60_000, bounds(now), now + 10_000);
     expect(await journal.restore('c11', [0, 1], now + 300)).toBe(2);
-    expect(await journal.sweep(now + 300)).toBe(2);
+    expect(await journal.sweep(now + 300)).toEqual({ lost: 0, unsent: 2 });
     expect((await leases.jobState(jobId))?.queued).toBe(2);
     expect(await leases.leasedCount('w9')).toBe(0);
     expect(await connections.command.exists(`${env.REDIS_PREFIX}:task:${taskId}`)).toBe(0);
@@ -123,9 +123,9 @@ describe('claim journal (real Redis)', () => {
     const { jobId, taskId } = await leased(6, 'w5');
     const now = Date.now();
     await journal.claim('c8', taskId, 'w5', results([1, 3, 5]), now + 60_000, bounds(now), now + 5_000);
-    expect(await journal.sweep(now + 4_999)).toBe(0);
+    expect(await journal.sweep(now + 4_999)).toEqual({ lost: 0, unsent: 0 });
     expect((await leases.jobState(jobId))?.queued).toBe(0);
-    expect(await journal.sweep(now + 5_000)).toBe(3);
+    expect(await journal.sweep(now + 5_000)).toEqual({ lost: 3, unsent: 0 });
     expect(await journal.pending()).toBe(0);
     expect((await leases.jobState(jobId))?.queued).toBe(3);
     // Another worker leases exactly those three again.
@@ -140,7 +140,7 @@ describe('claim journal (real Redis)', () => {
     await journal.claim('c9', taskId, 'w7', results([0]), now + 60_000, bounds(now), now + 1_000);
     await journal.claim('c10', taskId, 'w7', results([1]), now + 60_000, bounds(now), now + 60_000);
     await leases.closeJob(jobId, 'cancelled');
-    expect(await journal.sweep(now + 1_000)).toBe(0);
+    expect(await journal.sweep(now + 1_000)).toEqual({ lost: 0, unsent: 0 });
     expect(await journal.restore('c10', [1], Date.now() + 8_000)).toBe(0);
     expect(await journal.pending()).toBe(0);
   });

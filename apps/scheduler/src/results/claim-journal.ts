@@ -135,11 +135,11 @@ return #slices
  * Claims past their deadline (their scheduler died, or could not reach Redis to settle them): their
  * slices go back on their job's queue. Restored entries past their deadline: the slices the worker
  * did not send again leave its lease for the job's queue (the rest of its task stays leased).
- * ARGV: prefix, now, limit. Returns slices requeued.
+ * ARGV: prefix, now, limit. Returns {slices of lost claims requeued, slices not sent again requeued}.
  */
 export const sweepClaimsScript = helpers + `
 local P, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local count = 0
+local lost, unsent = 0, 0
 for _, claimId in ipairs(redis.call('ZRANGEBYSCORE', P .. ':claims', '-inf', now, 'LIMIT', 0, limit)) do
   local key = P .. ':claim:' .. claimId
   local c = redis.call('HMGET', key, 'jobId', 'slices', 'kind', 'taskId', 'workerId')
@@ -157,15 +157,15 @@ for _, claimId in ipairs(redis.call('ZRANGEBYSCORE', P .. ':claims', '-inf', now
         redis.call('ZREM', P .. ':leases', c[4])
         redis.call('SREM', P .. ':worker:' .. c[5] .. ':tasks', c[4])
       end
-      count = count + requeue(P, c[1], back)
+      unsent = unsent + requeue(P, c[1], back)
     else
-      count = count + requeue(P, c[1], slices)
+      lost = lost + requeue(P, c[1], slices)
     end
   end
   redis.call('DEL', key)
   redis.call('ZREM', P .. ':claims', claimId)
 end
-return count
+return {lost, unsent}
 `;
 
 /** The claim journal's operations (one atomic script or transaction each). */
@@ -210,9 +210,13 @@ export class ClaimJournal {
     return Number(await this.scripts.restore(this.prefix, claimId, deadline, ...sliceIndexes));
   }
 
-  /** Puts back on their jobs' queues the slices of claims past their deadline. */
-  async sweep(now: number, limit = 500): Promise<number> {
-    return Number(await this.scripts.sweep(this.prefix, now, limit));
+  /**
+   * Puts back on their jobs' queues the slices of claims past their deadline: `lost`, claimed by a
+   * scheduler that never stored them; `unsent`, given back to a worker that did not send them again.
+   */
+  async sweep(now: number, limit = 500): Promise<{ lost: number; unsent: number }> {
+    const [lost, unsent] = (await this.scripts.sweep(this.prefix, now, limit)) as [number, number];
+    return { lost: Number(lost), unsent: Number(unsent) };
   }
 
   /** Claims not yet settled (for tests and diagnostics). */

@@ -86,18 +86,22 @@ export class ResultsService implements OnApplicationBootstrap, OnModuleDestroy {
     this.sweepTimer = null;
   }
 
-  /** Puts back the slices of claims whose scheduler died before storing them; returns how many. */
+  /**
+   * Puts back on the queue the slices of claims whose scheduler died before storing them, and of
+   * results given back to a worker that did not send them again in time; returns how many.
+   */
   async sweepClaims(now = Date.now()): Promise<number> {
     if (this.sweeping) return 0;
     this.sweeping = true;
     try {
-      const requeued = await this.claims.sweep(now);
-      if (requeued > 0) {
-        this.logger.warn(`${requeued} slices claimed but never stored (their scheduler stopped before storing them) put back`);
-        this.metrics.slicesReturned.inc(requeued);
+      const { lost, unsent } = await this.claims.sweep(now);
+      if (lost > 0) this.logger.warn(`${lost} slices claimed but never stored (their scheduler stopped before storing them) put back on the queue`);
+      if (unsent > 0) this.logger.log(`${unsent} slices whose results could not be stored and were not sent again put back on the queue`);
+      if (lost + unsent > 0) {
+        this.metrics.slicesReturned.inc(lost + unsent);
         this.workers.workAvailable();
       }
-      return requeued;
+      return lost + unsent;
     } catch (error) {
       // Redis is down: the next sweep tries again (the journal lives in Redis, so nothing is lost meanwhile).
       this.logger.debug(`claim sweep failed: ${(error as Error).message}`);
