@@ -1,6 +1,8 @@
+import { jest } from '@jest/globals';
+import { HttpException, HttpStatus, Logger } from '@nestjs/common';
 import { CommuneError, ErrorCode } from '@commune/protocol';
 import { z } from 'zod';
-import { isInternal, toErrorReply, toHttpError, unavailableDependency } from './errors.js';
+import { isInternal, ServiceExceptionFilter, toErrorReply, toHttpError, unavailableDependency } from './errors.js';
 
 /** A node-postgres DatabaseError as pg 8 builds it from the server's ErrorResponse. */
 const postgresError = (code: string, message: string, severity = 'FATAL'): Error =>
@@ -107,5 +109,37 @@ describe('the one error mapping answers EUNAVAILABLE (503) for a database that i
     const fault = toHttpError(postgresError('23505', 'duplicate key value violates unique constraint "x"', 'ERROR'), ErrorCode.EBANK);
     expect(fault.status).toBe(500);
     expect(fault.body).toEqual({ ok: false, code: ErrorCode.EBANK, message: 'internal error (logged by the service)' });
+  });
+});
+
+describe('ServiceExceptionFilter logs the service\'s own failures only', () => {
+  /** Runs the filter on `exception`; returns the reply it sent and whether it logged an unexpected failure. */
+  function filter(exception: unknown): { status: number; body: unknown; logged: boolean } {
+    let logged = false;
+    const spy = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => {
+      logged = true;
+    });
+    const sent = { status: 0, body: undefined as unknown };
+    const response = { status: (code: number) => ({ json: (body: unknown) => Object.assign(sent, { status: code, body }) }) };
+    const host = { switchToHttp: () => ({ getResponse: () => response }) };
+    try {
+      new ServiceExceptionFilter(ErrorCode.ESCHEDULER).catch(exception, host as never);
+    } finally {
+      spy.mockRestore();
+    }
+    return { ...sent, logged };
+  }
+
+  it('a database outage: 503 EUNAVAILABLE, not logged as a failure', () => {
+    expect(filter(new Error('Connection terminated unexpectedly'))).toMatchObject({ status: 503, body: { code: ErrorCode.EUNAVAILABLE }, logged: false });
+  });
+
+  it('a health check\'s own 503 body passes through unlogged', () => {
+    const degraded = { status: 'degraded', postgres: 'unavailable (ECONNREFUSED)', redis: 'ok', down: ['postgres'] };
+    expect(filter(new HttpException(degraded, HttpStatus.SERVICE_UNAVAILABLE))).toEqual({ status: 503, body: degraded, logged: false });
+  });
+
+  it('anything else: 500 with the internal code, logged', () => {
+    expect(filter(new TypeError('x is undefined'))).toMatchObject({ status: 500, body: { code: ErrorCode.ESCHEDULER }, logged: true });
   });
 });

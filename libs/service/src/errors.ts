@@ -123,7 +123,9 @@ export class ServiceExceptionFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const { status, body } = toHttpError(exception, this.internalCode);
-    if (status >= 500 && isInternal(body as ErrorReply)) this.logger.error(`unexpected failure: ${(exception as Error)?.stack ?? String(exception)}`);
+    // A body our own code built (a health check's 503 naming what is down) is an answer, not a failure.
+    const ownBody = !('code' in body);
+    if (status >= 500 && !ownBody && isInternal(body as ErrorReply)) this.logger.error(`unexpected failure: ${(exception as Error)?.stack ?? String(exception)}`);
     const response = host.switchToHttp().getResponse<HttpResponse>();
     if (response.headersSent) return;
     response.status(status).json(body);
