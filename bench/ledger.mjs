@@ -9,8 +9,8 @@
 //   http        signed POST /transfers over HTTP from BENCH_WRITERS clients to a bank in its own process
 //               (`node apps/bank/dist/main.js` on the same schema, as deployed; signature check included).
 //               The transfers are signed before the clock starts (libsecp256k1 through the protocol's
-//               signRequest) and posted with node:http keep-alive, so the bench's own work stays small
-//               next to the bank's
+//               signRequest) and posted over one keep-alive HTTP/1.1 connection per client (a minimal client,
+//               one request in flight per connection), so the bench's own work stays small next to the bank's
 // Same-run baseline of the http figure: ethers' JS signature recovery on one core (recoveries/s),
 // what capped the bank's signed transfers before recovery went native (213/s measured 2026-11-30).
 // Environment: BENCH_SECONDS per scenario (default 5), BENCH_WRITERS, BENCH_BATCH, BENCH_SCENARIOS
@@ -18,8 +18,8 @@
 // BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/commune_bench), REDIS_URL.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,10 +103,10 @@ async function spawnBankProcess(env, nodeArgs = []) {
   }
   const exited = new Promise((resolve) => child.once('exit', resolve));
   return {
-    /** CPU seconds (user + system) the bank process has used so far. */
-    cpuSeconds() {
+    /** CPU seconds the bank process has used so far, in user mode and in the kernel (its system calls). */
+    cpu() {
       const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
+      return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }; // utime, stime in clock ticks (100/s)
     },
     async stop() {
       child.kill('SIGTERM');
@@ -145,21 +145,77 @@ function postgresCpuSeconds() {
   return total;
 }
 
-/** POST over node:http with a keep-alive agent (fetch costs the bench's own core far more per call). */
-function poster(baseUrl, sockets) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: sockets });
-  const { hostname, port } = new URL(baseUrl);
-  return (path, body) =>
+/** The machine's CPU time so far (all cores, seconds): busy and idle, from /proc/stat. */
+function machineCpu() {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number);
+  return { busy: (user + nice + system + irq + softirq + steal) / 100, idle: (idle + iowait) / 100 };
+}
+
+/**
+ * One HTTP/1.1 keep-alive connection per client, one request in flight on it (no pipelining):
+ * each POST is written in one piece, its reply read by Content-Length. A real client sits on
+ * another machine; here the clients share the bank's two cores, so they are kept small: against
+ * a trivial local server, node:http's keep-alive ClientRequest took ~0.075 ms of client CPU per
+ * request and this ~0.025 ms (measured 2026-12-03). A reply without Content-Length, or a
+ * connection that breaks while a request waits, fails the bench.
+ */
+function httpClient(port, host = '127.0.0.1') {
+  let socket = null;
+  let buffered = Buffer.alloc(0);
+  let waiting = null; // { resolve, reject } of the request in flight
+  const fail = (error) => {
+    const current = waiting;
+    waiting = null;
+    socket?.destroy();
+    socket = null;
+    current?.reject(error);
+  };
+  const onData = (chunk) => {
+    buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+    const headerEnd = buffered.indexOf('\r\n\r\n');
+    if (headerEnd < 0 || !waiting) return;
+    const head = buffered.toString('latin1', 0, headerEnd);
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1]);
+    const length = /\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1];
+    if (!status || length === undefined) return fail(new Error(`unexpected HTTP reply: ${JSON.stringify(head.slice(0, 200))}`));
+    const end = headerEnd + 4 + Number(length);
+    if (buffered.length < end) return;
+    const text = buffered.toString('utf8', headerEnd + 4, end);
+    buffered = buffered.subarray(end);
+    const current = waiting;
+    waiting = null;
+    if (/\r\nconnection:\s*close/i.test(head)) {
+      socket.destroy();
+      socket = null;
+    }
+    current.resolve({ status, text });
+  };
+  const connect = () =>
     new Promise((resolve, reject) => {
-      const request = http.request({ agent, hostname, port, path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (response) => {
-        const chunks = [];
-        response.on('data', (chunk) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode, text: Buffer.concat(chunks).toString() }));
-        response.on('error', reject);
+      const next = net.connect(port, host, () => {
+        next.off('error', reject);
+        next.setNoDelay(true);
+        next.on('data', onData);
+        next.on('error', (error) => fail(error));
+        next.on('close', () => {
+          if (socket === next) socket = null;
+          if (waiting) fail(new Error('the bank closed the connection while a request waited'));
+        });
+        resolve(next);
       });
-      request.on('error', reject);
-      request.end(body);
+      next.once('error', reject);
     });
+  return async (path, body) => {
+    if (waiting) throw new Error('one request at a time per connection');
+    if (!socket) {
+      socket = await connect();
+      buffered = Buffer.alloc(0);
+    }
+    return new Promise((resolve, reject) => {
+      waiting = { resolve, reject };
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+  };
 }
 
 /** ethers' JS recovery of signed requests on this core for `ms`: the old path's cap. */
@@ -259,10 +315,8 @@ async function main() {
         DATABASE_URL: databaseUrl, DATABASE_SCHEMA: tag, DATABASE_POOL_SIZE: '16', REDIS_URL: redisUrl, REDIS_PREFIX: tag,
         PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', BANK_SERVICE_TOKEN: 'bench-service-token-0123456789abcdef',
       }, (process.env.BENCH_BANK_NODE_ARGS ?? '').split(' ').filter(Boolean)); // e.g. --cpu-prof --cpu-prof-dir=DIR to profile the bank
-      const post = poster(`http://127.0.0.1:${port}`, writers);
+      const clients = Array.from({ length: writers }, () => httpClient(port)); // a connection per writer
       let http;
-      const cpuBefore = bankProcess.cpuSeconds();
-      const postgresBefore = postgresCpuSeconds();
       try {
         // Signed before the clock starts (the bench measures the bank, not its clients' signing): a pool
         // per writer, more than the bank can take in BENCH_SECONDS; a writer that runs out signs as it goes.
@@ -274,13 +328,30 @@ async function main() {
           return JSON.stringify({ transfer, signature: await signRequest(signer, SignedKind.transfer, transfer) });
         };
         for (let i = 0; i < pool; i++) signedBodies[i % writers].push(await signedBody(i % writers));
+        const cpuBefore = bankProcess.cpu();
+        const postgresBefore = postgresCpuSeconds();
+        const machineBefore = machineCpu();
+        const benchBefore = process.cpuUsage();
+        const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
         http = await measure('http', 'signed transfers', writers, async (writer, i) => {
-          const reply = await post('/transfers', signedBodies[writer][i] ?? (await signedBody(writer)));
+          const reply = await clients[writer]('/transfers', signedBodies[writer][i] ?? (await signedBody(writer)));
           if (reply.status !== 201) throw new Error(`POST /transfers answered ${reply.status}: ${reply.text}`);
           return 1;
         });
         // Where the time goes: CPU of the bank process and of all PostgreSQL processes per transfer.
-        http.bankCpuMsPerTransfer = Number((((bankProcess.cpuSeconds() - cpuBefore) * 1000) / http.operations).toFixed(3));
+        const benchCpu = process.cpuUsage(benchBefore);
+        const cpuAfter = bankProcess.cpu();
+        const machineAfter = machineCpu();
+        const perTransfer = (seconds) => Number(((seconds * 1000) / http.operations).toFixed(3));
+        http.bankCpuMsPerTransfer = perTransfer(cpuAfter.user - cpuBefore.user + cpuAfter.system - cpuBefore.system);
+        http.bankUserMsPerTransfer = perTransfer(cpuAfter.user - cpuBefore.user);
+        http.bankSystemMsPerTransfer = perTransfer(cpuAfter.system - cpuBefore.system);
+        // The bench's own clients (node:http keep-alive, bodies signed beforehand) share the machine's cores.
+        http.clientsCpuMsPerTransfer = perTransfer((benchCpu.user + benchCpu.system) / 1e6);
+        // How busy the whole machine was meanwhile (other work on it slows every process of the bench).
+        const busy = machineAfter.busy - machineBefore.busy;
+        http.machineBusyPercent = Math.round((100 * busy) / (busy + machineAfter.idle - machineBefore.idle));
+        http.loadAverage = `${loadBefore} -> ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`;
         const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         const batches = Number(/commune_bank_transaction_seconds_count\{operation="transfer"\} (\d+)/.exec(metrics)?.[1] ?? NaN);
         http.transfersPerBatch = Number((http.operations / batches).toFixed(1));
@@ -311,9 +382,15 @@ async function main() {
           `signed transfers over HTTP = ${httpRow.ratioToBaseline}x that`,
       );
       console.log(
-        `CPU per signed transfer: bank process ${httpRow.bankCpuMsPerTransfer} ms, PostgreSQL ${httpRow.postgresCpuMsPerTransfer} ms ` +
-          `(every postgres process: other clients of the server count too); ${httpRow.transfersPerBatch} transfers per ledger transaction`,
+        `CPU per signed transfer: bank process ${httpRow.bankCpuMsPerTransfer} ms (user ${httpRow.bankUserMsPerTransfer}, kernel ${httpRow.bankSystemMsPerTransfer}), ` +
+          `PostgreSQL ${httpRow.postgresCpuMsPerTransfer} ms (every postgres process: other clients of the server count too); ${httpRow.transfersPerBatch} transfers per ledger transaction`,
       );
+      const together = httpRow.bankCpuMsPerTransfer + Math.max(0, httpRow.postgresCpuMsPerTransfer) + httpRow.clientsCpuMsPerTransfer;
+      console.log(
+        `the bench's clients ${httpRow.clientsCpuMsPerTransfer} ms; bank, PostgreSQL and clients together ${together.toFixed(3)} ms of CPU per transfer, ` +
+          `so at most ~${Math.round((availableParallelism() * 1000) / together)}/s on this machine's ${availableParallelism()} cores at this run's CPU speed`,
+      );
+      console.log(`machine during the http run: ${httpRow.machineBusyPercent}% of all cores busy, load average ${httpRow.loadAverage} (the bench, its bank and PostgreSQL included)`);
     }
     console.log(`\nledger consistent afterwards: ${consistent} (${stats.rows[0].transfers} transfers, ${stats.rows[0].entries} entries)\n`);
     const report = { benchmark: 'ledger', at: new Date().toISOString(), seconds, batchSize, results, consistent };
