@@ -283,4 +283,128 @@ describe(SchedulerConnection.name, () => {
     await expect(connection.getStatus(jobId)).resolves.toMatchObject({ jobId, total: 3, owner: testWallet.address });
     await expect(connection.getStatus('missing')).rejects.toEqual(expect.objectContaining({ code: ErrorCode.ENOTFOUND, message: 'no such job' }));
   });
+
+  describe('several scheduler URLs', () => {
+    const urlA = new URL('http://a.test:4000');
+    const urlB = new URL('http://b.test:4000');
+
+    function setupReplicas() {
+      const sockets: FakeSocket[] = [];
+      const urls: string[] = [];
+      /** What the replica behind each new socket answers (a socket's `answer` can be changed later). */
+      const replicas = { answer: (_url: string, _name: string, _payload: unknown): unknown => undefined };
+      const connection = new SchedulerConnection([urlA, urlB], {
+        ackTimeoutMs: 2_000,
+        socketFactory: (url) => {
+          urls.push(url);
+          const socket = new FakeSocket();
+          socket.answer = (name, payload) => replicas.answer(url, name, payload);
+          sockets.push(socket);
+          return socket.asClientSocket();
+        },
+      });
+      const compute = createCompute({ scheduler: urlA, link: () => connection, signer: async () => testWallet });
+      return { sockets, urls, connection, compute, replicas };
+    }
+
+    it('moves to the next replica when the one it is on closes, follows the job there, says so and fetches the results it missed', async () => {
+      const { sockets, urls, connection, compute, replicas } = setupReplicas();
+      replicas.answer = (_url, name) => (name === 'deploy' ? { ok: true, jobId, total: 3, receipt: 'r', readToken } : undefined);
+      const requested: string[] = [];
+      globalThis.fetch = jest.fn(async (url: string | URL | Request) => {
+        requested.push(String(url));
+        return new Response(JSON.stringify({ jobId, results: [{ sliceIndex: 1, value: 'away' }], nextAfter: 1 }), { status: 200 });
+      }) as typeof fetch;
+      const job = compute.for(['x', 'y', 'z'], (s: string) => s);
+      const events: Array<[string, unknown]> = [];
+      for (const name of ['disconnect', 'connect', 'result']) job.on(name, (event: unknown) => events.push([name, event]));
+      const running = job.exec();
+      await waitFor('a socket to replica A', () => sockets.length === 1);
+      await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+      sockets[0].receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 'x' }] });
+      // Replica A dies: the socket closes.
+      sockets[0].receive('disconnect', 'transport close');
+      expect(sockets[0].disconnected).toBe(true);
+      await waitFor('a socket to replica B', () => sockets.length === 2);
+      expect(urls).toEqual(['http://a.test:4000/client', 'http://b.test:4000/client']);
+      expect(connection.url.href).toBe('http://b.test:4000/');
+      sockets[1].answer = (name) => (name === 'subscribe' ? { ok: true, status: jobStatus(jobId, { total: 3, distributed: 3, computed: 2 }) } : undefined);
+      sockets[1].receive('connect');
+      await waitFor('the results missed while away', () => events.filter(([name]) => name === 'result').length === 2);
+      expect(sockets[1].sent.find((message) => message.name === 'subscribe')?.payload).toEqual({ jobId, readToken });
+      expect(requested[0]).toBe(`http://b.test:4000/jobs/${jobId}/results?after=0&limit=1000`);
+      // Events after the move come from replica B.
+      sockets[1].receive('job:results', { jobId, results: [{ sliceIndex: 2, value: 'z' }] });
+      sockets[1].receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 3, computed: 3 }) });
+      expect(inspect(await running)).toBe("[ 'x', 'away', 'z' ]");
+      expect(events.map(([name]) => name)).toEqual(['result', 'disconnect', 'connect', 'result', 'result']);
+      expect(events[1][1]).toEqual({ address: jobId, scheduler: 'http://a.test:4000/', reason: expect.stringMatching(/a\.test:4000.*transport close/) });
+      expect(events[2][1]).toEqual({ address: jobId, scheduler: 'http://b.test:4000/', downtimeMs: expect.any(Number) });
+      expect(sockets[1].disconnected).toBe(true); // no job left: the socket closes
+    });
+
+    it('sends a deploy again on the next replica when the first refuses the connection', async () => {
+      const { sockets, compute, replicas } = setupReplicas();
+      // A deploy sent to a socket that never connects (replica A) stays unanswered.
+      replicas.answer = (url, name) => (url.startsWith('http://a.test') ? new Promise(() => undefined) : name === 'deploy' ? { ok: true, jobId, total: 1, receipt: 'r', readToken } : undefined);
+      const job = compute.for([1], (i: number) => i);
+      const running = job.exec();
+      await waitFor('a socket to replica A', () => sockets.length === 1);
+      sockets[0].connected = false;
+      await waitFor('the deploy sent to A', () => sockets[0].sent.some((message) => message.name === 'deploy'));
+      sockets[0].receive('connect_error', new Error('connect ECONNREFUSED'));
+      await waitFor('a socket to replica B', () => sockets.length === 2);
+      await waitFor('the deploy to be acknowledged by B', () => job.id === jobId);
+      expect(sockets[1].sent.filter((message) => message.name === 'deploy')).toHaveLength(1);
+      sockets[1].receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
+      sockets[1].receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
+      await expect(running).resolves.toEqual([1]);
+    });
+
+    it('rejects exec() with EUNAVAILABLE once no replica answered for unreachableTimeoutMs, and lets go of the job', async () => {
+      const { sockets, compute, replicas } = setupReplicas();
+      replicas.answer = (_url, name) => (name === 'deploy' ? { ok: true, jobId, total: 2, receipt: 'r', readToken } : undefined);
+      const job = compute.for([1, 2], (i: number) => i);
+      const seen: string[] = [];
+      let unavailable: unknown;
+      job.on('disconnect', () => seen.push('disconnect'));
+      job.on('connect', () => seen.push('connect'));
+      job.on('EUNAVAILABLE', (error: unknown) => {
+        unavailable = error;
+      });
+      const running = job.exec(undefined, undefined, undefined, { unreachableTimeoutMs: 300 });
+      expect(job.unreachableTimeoutMs).toBe(300);
+      await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+      const started = Date.now();
+      sockets[0].receive('disconnect', 'transport close');
+      // Every replica refuses: each new socket fails at once.
+      const refuse = setInterval(() => {
+        const socket = sockets[sockets.length - 1];
+        if (!socket.disconnected) socket.receive('connect_error', new Error('connect ECONNREFUSED'));
+      }, 20);
+      try {
+        await expect(running).rejects.toEqual(expect.objectContaining({ code: ErrorCode.EUNAVAILABLE, message: expect.stringMatching(/no scheduler answered for 300 ms.*a\.test.*b\.test/) }));
+      } finally {
+        clearInterval(refuse);
+      }
+      expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+      expect(seen).toEqual(['disconnect']);
+      expect(unavailable).toEqual(expect.objectContaining({ code: ErrorCode.EUNAVAILABLE }));
+      // Let go: no socket left open, no reconnection scheduled.
+      const count = sockets.length;
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(sockets.length).toBe(count);
+      expect(sockets.every((socket) => socket.disconnected)).toBe(true);
+      // exec() again follows the job once a replica answers.
+      replicas.answer = (_url, name) => (name === 'subscribe' ? { ok: true, status: jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }) } : undefined);
+      globalThis.fetch = jest.fn(async () => new Response(JSON.stringify({ jobId, results: [{ sliceIndex: 0, value: 1 }, { sliceIndex: 1, value: 2 }], nextAfter: null }), { status: 200 })) as typeof fetch;
+      const again = job.exec();
+      await expect(again).resolves.toEqual([1, 2]);
+    });
+
+    it('refuses an unreachableTimeoutMs that is not a positive number', async () => {
+      const { compute } = setupReplicas();
+      await expect(compute.for([1], (i: number) => i).exec(undefined, undefined, undefined, { unreachableTimeoutMs: -1 })).rejects.toEqual(codeMatching(ErrorCode.EINVAL));
+    });
+  });
 });

@@ -36,9 +36,15 @@ import {
 } from '@commune/protocol';
 
 /**
- * The SDK's link to one scheduler: the `/client` socket.io namespace for deploys, actions and
+ * The SDK's link to a scheduler: the `/client` socket.io namespace for deploys, actions and
  * job events, and REST on the same base URL for status and result pages. The socket opens on
  * the first deploy and closes when no job needs it, so a program whose jobs are done exits.
+ *
+ * Given several URLs (replicas of one scheduler sharing PostgreSQL and Redis), the link uses one
+ * at a time and moves to the next when the one it is on dies (connection refused or closed, no
+ * ping within the server's ping timeout, a request unanswered within ackTimeoutMs): it connects
+ * to the next URL, follows its jobs there again (subscribe with their read tokens) and tells
+ * their handles (`onDisconnect`, `onReconnect`), which fetch the results they missed.
  */
 
 /** The part of a job's status the SDK acts on: JobStatus from the scheduler, or a local run's. */
@@ -55,6 +61,16 @@ export interface JobEventSink {
   onEnd(status: RunSnapshot): void;
   /** spec "Shared State": the job's state changed (after a state:subscribe). */
   onStateChange?(version: number, state: string): void;
+  /** The link lost its scheduler (once per outage): events may be missed until onReconnect. */
+  onDisconnect?(event: LinkEvent): void;
+  /** The link follows the job again, on `event.scheduler`, after an onDisconnect. Events sent meanwhile were not delivered. */
+  onReconnect?(event: LinkEvent): void;
+}
+
+/** What onDisconnect / onReconnect say: the scheduler URL concerned and, for a disconnect, why. */
+export interface LinkEvent {
+  scheduler: string;
+  reason?: string;
 }
 
 export interface DeployAccepted {
@@ -67,7 +83,10 @@ export interface DeployAccepted {
 
 /** What a job handle needs from a scheduler; a test can supply its own. */
 export interface SchedulerLink {
+  /** The scheduler URL in use now (one of several replicas, see SchedulerConnection). */
   readonly url: URL;
+  /** Every scheduler URL the link may use. */
+  readonly urls?: readonly URL[];
   /**
    * Sends a signed deploy. Events of not-yet-acknowledged jobs are held from now on; after a
    * successful deploy the caller must call attach() (which delivers them) for the returned id.
@@ -129,6 +148,14 @@ export interface RequestSigner {
 
 const defaults = { ackTimeoutMs: 30_000, requestTimeoutMs: 30_000, maxHeldEvents: 100_000 } as const;
 /**
+ * With several scheduler URLs: after every URL failed in a row, wait this long (doubling per
+ * round, at most failoverMaxDelayMs) before the next round; within a round the next URL is tried at once.
+ */
+const failoverBaseDelayMs = 250;
+const failoverMaxDelayMs = 5_000;
+/** Requests sent again on the next replica when the socket they were sent on is given up (idempotent ones). */
+const resendable = new Set(['deploy', 'subscribe', 'state:get', 'state:subscribe']);
+/**
  * A large deploy the scheduler is too busy for (EUNAVAILABLE: its budget of large messages in
  * flight is spent) is sent again this many times, after 250 ms, 500 ms, 1 s, ... A deploy is
  * idempotent (a resent one gets the first answer), so sending it again is safe.
@@ -142,7 +169,19 @@ const serverDisconnectRetryMs = 1_000;
 type HeldEvent = (sink: JobEventSink) => void;
 
 export class SchedulerConnection implements SchedulerLink {
-  readonly url: URL;
+  /** Every scheduler URL, in the order given; `url` is the one in use. */
+  readonly urls: readonly URL[];
+  private current = 0;
+  /** Failed connections in a row (several URLs only): decides the delay before the next attempt. */
+  private failures = 0;
+  private failoverTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending failover timer connects to the next URL. */
+  private failoverAt = 0;
+  /** The link has lost its scheduler and not yet found one (onDisconnect said so). */
+  private down = false;
+  /** Per socket, what rejects the requests waiting on it when it is given up. */
+  private readonly abandon = new WeakMap<ClientSocket, Promise<never>>();
+  private readonly abandonWith = new WeakMap<ClientSocket, (error: Error) => void>();
   private readonly options: Required<Omit<ConnectionOptions, 'socketFactory'>> & Pick<ConnectionOptions, 'socketFactory'>;
   private socket: ClientSocket | undefined;
   /** Per job, every handle following it (a job and its compute.resume() handle may both). */
@@ -159,10 +198,16 @@ export class SchedulerConnection implements SchedulerLink {
   /** The large deploy in flight: the scheduler takes one message of at least Limits.largeMessageBytes per connection at a time. */
   private largeDeploy: Promise<void> = Promise.resolve();
 
-  constructor(url: URL, options: ConnectionOptions = {}) {
+  constructor(url: URL | readonly URL[], options: ConnectionOptions = {}) {
+    const list = Array.isArray(url) ? (url as readonly URL[]) : [url as URL];
+    if (list.length === 0) throw new CommuneError(ErrorCode.EINVAL, 'a scheduler connection needs at least one URL');
     // A trailing slash makes relative REST paths land under any path prefix of the base URL.
-    this.url = new URL(url.href.endsWith('/') ? url.href : url.href + '/');
+    this.urls = list.map((each) => new URL(each.href.endsWith('/') ? each.href : each.href + '/'));
     this.options = { ...defaults, ...options };
+  }
+
+  get url(): URL {
+    return this.urls[this.current];
   }
 
   // ------------------------------------------------------------------ socket
@@ -170,20 +215,40 @@ export class SchedulerConnection implements SchedulerLink {
   private ensureSocket(): ClientSocket {
     if (this.socket) return this.socket;
     const namespaceUrl = new URL(Namespaces.client, this.url).href;
+    const several = this.urls.length > 1;
+    // With several URLs the link reconnects itself (to the next one); with one, socket.io does.
     const socket: ClientSocket = this.options.socketFactory
       ? this.options.socketFactory(namespaceUrl)
-      : io(namespaceUrl, { transports: ['websocket'], forceNew: true });
+      : io(namespaceUrl, { transports: ['websocket'], forceNew: true, ...(several ? { reconnection: false } : {}) });
+    let abandonWith!: (error: Error) => void;
+    const abandoned = new Promise<never>((_, reject) => {
+      abandonWith = reject;
+    });
+    abandoned.catch(() => undefined);
+    this.abandon.set(socket, abandoned);
+    this.abandonWith.set(socket, abandonWith);
     socket.on('connect', () => {
+      if (this.socket !== socket) return;
       this.lastConnectError = undefined;
+      this.failures = 0;
       this.resubscribe(socket);
     });
     socket.on('connect_error', (error: Error) => {
+      if (this.socket !== socket) return;
       this.lastConnectError = error.message;
+      this.lost(`cannot connect to ${this.url.href}: ${error.message}`);
+      if (several) this.failover(socket);
     });
     socket.on('disconnect', (reason: string) => {
+      if (this.socket !== socket || reason === 'io client disconnect') return;
+      this.lost(`the connection to ${this.url.href} closed (${reason})`);
+      if (several) {
+        this.failover(socket);
+        return;
+      }
       // socket.io reconnects by itself after transport failures, but not when the server closed
       // the socket (a replica shutting down does that): reconnect then too while jobs are in flight.
-      if (reason === 'io server disconnect' && this.socket === socket && this.busy()) {
+      if (reason === 'io server disconnect' && this.busy()) {
         setTimeout(() => {
           if (this.socket === socket && !socket.connected && this.busy()) socket.connect();
         }, serverDisconnectRetryMs);
@@ -236,8 +301,44 @@ export class SchedulerConnection implements SchedulerLink {
     this.heldCount++;
   }
 
+  /**
+   * The link lost its scheduler while jobs were in flight: tell their handles, once per outage
+   * (until a connection is made again).
+   */
+  private lost(reason: string): void {
+    if (this.down || !this.busy()) return;
+    this.down = true;
+    const event: LinkEvent = { scheduler: this.url.href, reason };
+    for (const hub of [...this.sinks.values()]) hub.onDisconnect(event);
+  }
+
+  /**
+   * Gives up `socket` (several URLs): requests waiting on it are sent again on the next replica
+   * when idempotent, else fail; the next URL is tried at once, or after a delay once every URL
+   * failed in a row. Nothing reconnects when no job needs the link any more.
+   */
+  private failover(socket: ClientSocket, reason = 'the scheduler connection was given up'): void {
+    if (this.socket !== socket) return;
+    this.socket = undefined;
+    this.abandonWith.get(socket)?.(new Error(reason));
+    socket.disconnect();
+    this.failures++;
+    this.current = (this.current + 1) % this.urls.length;
+    const rounds = Math.floor(this.failures / this.urls.length);
+    const delayMs = rounds === 0 ? 0 : Math.min(failoverMaxDelayMs, failoverBaseDelayMs * 2 ** (rounds - 1));
+    if (this.failoverTimer) clearTimeout(this.failoverTimer);
+    this.failoverAt = Date.now() + delayMs;
+    this.failoverTimer = setTimeout(() => {
+      this.failoverTimer = undefined;
+      if (!this.socket && this.busy()) this.ensureSocket();
+    }, delayMs);
+  }
+
   /** After a reconnect the socket is in no room: rejoin every job in flight and catch up on its status. */
   private resubscribe(socket: ClientSocket): void {
+    const wasDown = this.down;
+    this.down = false;
+    const scheduler = this.url.href;
     for (const jobId of this.sinks.keys()) {
       socket
         .timeout(this.options.ackTimeoutMs)
@@ -248,6 +349,7 @@ export class SchedulerConnection implements SchedulerLink {
         .then((status) => {
           const sink = this.sinks.get(jobId);
           if (!sink) return;
+          if (wasDown) sink.onReconnect({ scheduler });
           sink.onStatus(status);
           if (status.runStatus !== 'running' && status.runStatus !== 'paused') sink.onEnd(status);
           else if (this.followedStates.has(jobId)) this.refollowState(socket, jobId);
@@ -280,6 +382,11 @@ export class SchedulerConnection implements SchedulerLink {
   private release(): void {
     if (this.busy()) return;
     this.clearHeld();
+    this.down = false;
+    if (this.failoverTimer) {
+      clearTimeout(this.failoverTimer);
+      this.failoverTimer = undefined;
+    }
     if (this.socket) {
       this.socket.disconnect();
       this.socket = undefined;
@@ -291,18 +398,41 @@ export class SchedulerConnection implements SchedulerLink {
     this.heldCount = 0;
   }
 
+  /**
+   * An acknowledged request. With several URLs, a request whose socket is given up meanwhile
+   * (its replica died) is sent again on the next one when it is idempotent (a deploy, a subscribe,
+   * a state read), within the same ackTimeoutMs; an unanswered request gives its socket up.
+   */
   private async request<T>(name: 'deploy' | 'job:action' | 'subscribe' | 'state:op' | 'state:get' | 'state:subscribe', payload: unknown): Promise<T> {
-    const socket = this.ensureSocket();
-    try {
-      const emitter = socket.timeout(this.options.ackTimeoutMs) as unknown as { emitWithAck(name: string, payload: unknown): Promise<T> };
-      return await emitter.emitWithAck(name, payload);
-    } catch (error) {
-      const connected = socket.connected ? '' : ` (not connected${this.lastConnectError ? `: ${this.lastConnectError}` : ''})`;
-      throw new CommuneError(
-        ErrorCode.ESCHEDULER,
-        `the scheduler at ${this.url.href} did not answer ${name} within ${this.options.ackTimeoutMs} ms${connected}`,
-        { cause: error instanceof Error ? error.message : String(error) },
-      );
+    const deadline = Date.now() + this.options.ackTimeoutMs;
+    for (;;) {
+      const socket = this.ensureSocket();
+      const url = this.url.href;
+      try {
+        const emitter = socket.timeout(Math.max(1, deadline - Date.now())) as unknown as { emitWithAck(name: string, payload: unknown): Promise<T> };
+        const abandoned = this.abandon.get(socket);
+        return await (abandoned ? Promise.race([emitter.emitWithAck(name, payload), abandoned]) : emitter.emitWithAck(name, payload));
+      } catch (error) {
+        const givenUp = this.socket !== socket;
+        if (givenUp && resendable.has(name) && Date.now() < deadline) {
+          // Not before the failover's own delay: a round of dead replicas is not retried in a busy loop.
+          const wait = Math.min(this.failoverAt, deadline) - Date.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          if (Date.now() < deadline) continue;
+        }
+        const connected = socket.connected ? '' : ` (not connected${this.lastConnectError ? `: ${this.lastConnectError}` : ''})`;
+        if (!givenUp && this.urls.length > 1) {
+          this.lost(`the scheduler at ${url} did not answer ${name}`);
+          this.failover(socket, `the scheduler at ${url} did not answer ${name}`);
+        }
+        throw new CommuneError(
+          ErrorCode.ESCHEDULER,
+          givenUp
+            ? `the connection to the scheduler at ${url} was lost before it answered ${name}`
+            : `the scheduler at ${url} did not answer ${name} within ${this.options.ackTimeoutMs} ms${connected}`,
+          { cause: error instanceof Error ? error.message : String(error) },
+        );
+      }
     }
   }
 
@@ -563,6 +693,12 @@ class SinkHub implements JobEventSink {
   }
   onStateChange(version: number, state: string): void {
     this.#each((sink) => sink.onStateChange?.(version, state));
+  }
+  onDisconnect(event: LinkEvent): void {
+    this.#each((sink) => sink.onDisconnect?.(event));
+  }
+  onReconnect(event: LinkEvent): void {
+    this.#each((sink) => sink.onReconnect?.(event));
   }
 }
 

@@ -9,8 +9,12 @@ import { createWallet, type CommuneWallet } from './wallet.js';
 export type { CommuneWallet } from './wallet.js';
 
 export interface InitOptions {
-  /** The scheduler's base URL; default COMMUNE_SCHEDULER_URL, else http://localhost:4000. */
-  scheduler?: string | URL;
+  /**
+   * The scheduler's base URL, or several (replicas of one scheduler, as an array or a
+   * comma-separated string): the SDK uses one at a time and moves to the next when it dies.
+   * Default COMMUNE_SCHEDULER_URL (one URL or a comma-separated list), else http://localhost:4000.
+   */
+  scheduler?: string | URL | ReadonlyArray<string | URL>;
   /**
    * The account that owns and pays for jobs: an ethers Wallet (or any signer), or the path of a
    * JSON keystore (a bare name is looked up in the home folder). Default: `<home>/default.keystore`,
@@ -50,18 +54,28 @@ function urlOf(what: string, value: string | URL): URL {
   return url;
 }
 
-function schedulerUrlOf(option: string | URL | undefined): URL {
-  const text = option === undefined ? (process.env.COMMUNE_SCHEDULER_URL ?? defaultSchedulerUrl) : String(option);
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new CommuneError(ErrorCode.EINVAL, `the scheduler URL ${JSON.stringify(text)} is not a URL`);
+/** The scheduler URLs: each one checked, duplicates dropped, in the order given. */
+function schedulerUrlsOf(option: InitOptions['scheduler']): URL[] {
+  const given = option === undefined ? (process.env.COMMUNE_SCHEDULER_URL ?? defaultSchedulerUrl) : option;
+  const items = Array.isArray(given) ? (given as ReadonlyArray<string | URL>) : [given as string | URL];
+  const texts = items.flatMap((item) => (item instanceof URL ? [item.href] : String(item).split(','))).map((text) => text.trim());
+  if (texts.length === 0 || texts.some((text) => text === '')) {
+    throw new CommuneError(ErrorCode.EINVAL, `the scheduler URLs ${JSON.stringify(items.map(String))} hold an empty entry`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new CommuneError(ErrorCode.EINVAL, `the scheduler URL must be http: or https:, not ${url.protocol} (${text})`);
+  const urls: URL[] = [];
+  for (const text of texts) {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new CommuneError(ErrorCode.EINVAL, `the scheduler URL ${JSON.stringify(text)} is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new CommuneError(ErrorCode.EINVAL, `the scheduler URL must be http: or https:, not ${url.protocol} (${text})`);
+    }
+    if (!urls.some((known) => known.href === url.href)) urls.push(url);
   }
-  return url;
+  return urls;
 }
 
 /**
@@ -69,9 +83,10 @@ function schedulerUrlOf(option: string | URL | undefined): URL {
  * `<home>/default.keystore` if it is the one and does not exist yet). Nothing connects to the
  * scheduler until a job is deployed, so localExec() works without one.
  */
-export async function init(options: InitOptions | string | URL = {}): Promise<Commune> {
-  const settings: InitOptions = typeof options === 'string' || options instanceof URL ? { scheduler: options } : options;
-  const scheduler = schedulerUrlOf(settings.scheduler);
+export async function init(options: InitOptions | string | URL | ReadonlyArray<string | URL> = {}): Promise<Commune> {
+  const settings: InitOptions = typeof options === 'string' || options instanceof URL || Array.isArray(options) ? { scheduler: options as InitOptions['scheduler'] } : (options as InitOptions);
+  const schedulers = schedulerUrlsOf(settings.scheduler);
+  const scheduler = schedulers[0];
   const home = resolveHome(settings.home);
 
   let account: Promise<JobSigner>;
@@ -95,7 +110,7 @@ export async function init(options: InitOptions | string | URL = {}): Promise<Co
     scheduler,
     bank,
     localExec: settings.localExec,
-    link: () => (link ??= new SchedulerConnection(scheduler, settings.connection)),
+    link: () => (link ??= new SchedulerConnection(schedulers, settings.connection)),
     signer: () => account,
   };
   return { compute: createCompute(context), wallet };

@@ -31,7 +31,7 @@ import {
   type JobModules,
 } from '@commune/protocol';
 import { ArrayInputSet, inputSetFromDescriptor, type InputSet } from '@commune/ranges';
-import { isKnownCode, type DeployAccepted, type JobEventSink, type RunSnapshot, type SchedulerLink } from './connection.js';
+import { isKnownCode, type DeployAccepted, type JobEventSink, type LinkEvent, type RunSnapshot, type SchedulerLink } from './connection.js';
 import { estimateSlice } from './estimate.js';
 import { getMarketValue } from './market.js';
 import { marketOffer, marketRateOf, marketValueMarker, parseSlicePaymentOffer, sameDcc, toUnits, unitsToDcc } from './money.js';
@@ -132,6 +132,33 @@ export interface JobStatusView {
 export interface AcceptedEvent {
   job: JobSpec | LocalJobSpec;
 }
+/**
+ * `disconnect`: the SDK lost the scheduler a deployed job runs on (named after dcp-client's
+ * connection event of the same name). The job goes on on the scheduler; the SDK keeps trying
+ * (every URL given to init) and emits `connect` when it follows the job again.
+ */
+export interface DisconnectEvent {
+  address: string;
+  /** The scheduler URL that was lost. */
+  scheduler: string;
+  /** Why: connection refused, closed, or no answer. */
+  reason: string;
+}
+
+/** `connect`: after a `disconnect`, the SDK follows the job again on `scheduler` (results missed meanwhile are then fetched). */
+export interface ConnectEvent {
+  address: string;
+  scheduler: string;
+  /** How long the job was not followed, ms. */
+  downtimeMs: number;
+}
+
+/** exec()'s fourth argument: how it behaves when the scheduler is lost. */
+export interface ExecOptions {
+  /** Sets job.unreachableTimeoutMs (see there). */
+  unreachableTimeoutMs?: number;
+}
+
 export interface StatusEvent {
   address: string | undefined;
   total: number | undefined;
@@ -396,6 +423,14 @@ export class Job extends EventEmitter {
   computeGroups: ComputeGroup[] = [];
   /** spec: the average measured cost of the slices computed so far; undefined until the first result. */
   meanSliceProfile: SliceProfile | undefined;
+  /**
+   * How long exec() waits for an unreachable scheduler: once no scheduler URL has answered for
+   * this many ms since the `disconnect` event, exec() rejects with EUNAVAILABLE (also emitted as
+   * an `EUNAVAILABLE` event) and the handle lets go of the job, which keeps running on the
+   * scheduler: exec() again, or compute.resume(job.id).exec(), follows it and gets every result.
+   * Undefined (the default): exec() waits, trying the URLs again, until the job ends.
+   */
+  unreachableTimeoutMs: number | undefined;
   /** Where deployment stands; each change is emitted as `readystatechange` (see ReadyState). */
   readyState: ReadyState = 'new';
   /**
@@ -436,6 +471,8 @@ export class Job extends EventEmitter {
   #detachedForFunds = false;
   /** escrow and resume actions in flight. */
   readonly #moneyActions = new Set<Promise<unknown>>();
+  /** While the scheduler is lost: since when, and the unreachableTimeoutMs timer. */
+  #unreachable: { since: number; timer: ReturnType<typeof setTimeout> | undefined } | undefined;
 
   constructor(context: JobContext, definition: JobDefinition) {
     super();
@@ -600,7 +637,12 @@ export class Job extends EventEmitter {
    * promise; after ENOFUNDS, it resumes the job (spec: "the scheduler [will] attempt to resume
    * the job") and waits for it again.
    */
-  exec(slicePaymentOffer?: SlicePaymentOffer, paymentAccount?: JobSigner, initialSliceProfile?: unknown): Promise<ResultHandle> {
+  exec(slicePaymentOffer?: SlicePaymentOffer, paymentAccount?: JobSigner, initialSliceProfile?: unknown, options?: ExecOptions): Promise<ResultHandle> {
+    if (options?.unreachableTimeoutMs !== undefined) {
+      const ms = options.unreachableTimeoutMs;
+      if (typeof ms !== 'number' || !(ms > 0)) return Promise.reject(new CommuneError(ErrorCode.EINVAL, `exec(): unreachableTimeoutMs is a positive number of ms, not ${String(ms)}`));
+      this.unreachableTimeoutMs = ms;
+    }
     if (this.#remoteRun) {
       if (paymentAccount !== undefined) return Promise.reject(new CommuneError(ErrorCode.EPERM, 'the payment account of a deployed job cannot change'));
       try {
@@ -993,12 +1035,64 @@ export class Job extends EventEmitter {
       onCustom: (events) => this.#emitCustom(events),
       onSliceError: (sliceIndex, error) => this.#emitSliceError(sliceIndex, error),
       onStateChange: (version, state) => this.#state.apply(version, state),
+      onDisconnect: (event) => this.#lostScheduler(event),
+      onReconnect: (event) => this.#foundScheduler(run, event),
       onEnd: (status) => {
         if (this.#ending) return;
         this.#ending = true;
+        this.#clearUnreachable();
         onEnd(status);
       },
     };
+  }
+
+  /** The link lost the scheduler: `disconnect`, and the unreachableTimeoutMs deadline starts. */
+  #lostScheduler(event: LinkEvent): void {
+    if (this.#ending || this.#unreachable) return;
+    const since = Date.now();
+    const limit = this.unreachableTimeoutMs;
+    const timer = limit !== undefined && limit > 0 && Number.isFinite(limit) ? setTimeout(() => this.#giveUpScheduler(event, limit), limit) : undefined;
+    this.#unreachable = { since, timer };
+    this.emit('disconnect', { address: this.id as string, scheduler: event.scheduler, reason: event.reason ?? 'connection lost' } satisfies DisconnectEvent);
+  }
+
+  /**
+   * unreachableTimeoutMs passed without a scheduler: exec() rejects with EUNAVAILABLE and the
+   * handle lets go of the job (it keeps running on the scheduler; exec() again follows it).
+   */
+  #giveUpScheduler(event: LinkEvent, limit: number): void {
+    this.#unreachable = undefined;
+    if (this.#ending) return;
+    const urls = this.#run?.link?.urls?.map((url) => url.href).join(', ') ?? event.scheduler;
+    const error = new CommuneError(
+      ErrorCode.EUNAVAILABLE,
+      `no scheduler answered for ${limit} ms (${urls}; last: ${event.reason ?? 'connection lost'}); job ${String(this.id)} keeps running there: exec() again or compute.resume(id).exec() follows it`,
+      { jobId: this.id, schedulers: urls },
+    );
+    this.#letGoForFunds();
+    this.#spring(error);
+    this.#emitFailure(ErrorCode.EUNAVAILABLE, error);
+  }
+
+  #clearUnreachable(): void {
+    if (this.#unreachable?.timer) clearTimeout(this.#unreachable.timer);
+    this.#unreachable = undefined;
+  }
+
+  /**
+   * The link follows the job again (on this or another replica): `connect`, and results accepted
+   * while it was away, which no event brought, are fetched (collating jobs; others: job.results.fetch()).
+   */
+  #foundScheduler(run: RunState, event: LinkEvent): void {
+    const since = this.#unreachable?.since;
+    this.#clearUnreachable();
+    if (this.#ending) return;
+    this.emit('connect', { address: this.id as string, scheduler: event.scheduler, downtimeMs: since === undefined ? 0 : Date.now() - since } satisfies ConnectEvent);
+    if (!this.collateResults || run.store.receivedCount >= run.store.total) return;
+    this.#fetchResults(run, { start: 0, end: run.store.total - 1 }, true, true).catch((error: unknown) => {
+      // The end of the job fetches whatever is still missing.
+      process.emitWarning(`@commune/client: fetching the results of job ${String(run.jobId)} missed while disconnected failed: ${(error as Error)?.message ?? String(error)}`);
+    });
   }
 
   #applyStatus(status: RunSnapshot): void {
