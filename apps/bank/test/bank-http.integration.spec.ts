@@ -343,7 +343,7 @@ describe('bank HTTP API (real Postgres and Redis)', () => {
     });
 
     it('answers /health with Postgres and Redis, and /metrics in Prometheus text', async () => {
-      expect(await anonymous.get('/health')).toEqual({ status: 200, body: { status: 'ok', postgres: 'ok', redis: 'ok' } });
+      expect(await anonymous.get('/health')).toEqual({ status: 200, body: { status: 'ok', postgres: 'ok', redis: 'ok', down: [] } });
       const metrics = await fetch(`${bank.bank.url}/metrics`);
       expect(metrics.headers.get('content-type')).toContain('text/plain');
       const text = await metrics.text();

@@ -53,15 +53,18 @@ export interface BatchKey {
   scope: string;
   key: string;
   requestHash: string;
+  /**
+   * The outcome the key keeps if its request commits, written with the claim (no second write
+   * of the row): a refused request gives its key back (postBatch `unclaim`), and a rollback
+   * takes the key and its outcome away together.
+   */
+  response: unknown;
 }
 
 /** One transfer of a batch, planned against the locked balances, with the outcome its key keeps. */
 export interface BatchPosting {
   transfer: TransferRecord;
   entries: PlannedEntry[];
-  scope: string;
-  key: string;
-  outcome: unknown;
 }
 
 const keyOf = (scope: string, key: string): string => `${scope}\u0000${key}`;
@@ -185,8 +188,8 @@ export class LedgerTransaction {
     const unique = [...new Set(accountIds)];
     const result = await this.client.query<AccountRow & { claimed: number; claimed_keys: Array<[string, string]> | null }>(
       `WITH claimed AS (
-         INSERT INTO idempotency_keys (scope, key, request_hash)
-         SELECT k.scope, k.key, k.request_hash FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(scope, key, request_hash, n)
+         INSERT INTO idempotency_keys (scope, key, request_hash, response)
+         SELECT k.scope, k.key, k.request_hash, k.response FROM unnest($1::text[], $2::text[], $3::text[], $6::json[]) WITH ORDINALITY AS k(scope, key, request_hash, response, n)
          ORDER BY k.n
          ON CONFLICT DO NOTHING
          RETURNING scope, key
@@ -197,7 +200,7 @@ export class LedgerTransaction {
          CASE WHEN (SELECT claimed FROM tally) < $5 THEN (SELECT json_agg(json_build_array(c.scope, c.key)) FROM claimed c) END AS claimed_keys
        FROM accounts WHERE (SELECT claimed FROM tally) >= 0 AND id = ANY($4::bigint[])
        ORDER BY id FOR UPDATE`,
-      [sorted.map((k) => k.scope), sorted.map((k) => k.key), sorted.map((k) => k.requestHash), unique, sorted.length],
+      [sorted.map((k) => k.scope), sorted.map((k) => k.key), sorted.map((k) => k.requestHash), unique, sorted.length, sorted.map((k) => JSON.stringify(k.response))],
     );
     if (result.rows.length !== unique.length) throw new Error(`accounts missing: asked ${unique.length}, found ${result.rows.length}`);
     const accounts = new Map<string, AccountState>();
@@ -219,9 +222,9 @@ export class LedgerTransaction {
 
   /**
    * Writes many transfers in one statement: their rows, their entries (in order, so each
-   * account's entries follow the order its balance moved), every touched account's final
-   * balance, each claimed key's outcome, and gives back the keys of the requests the batch
-   * refused (`unclaim`: a refusal leaves no key).
+   * account's entries follow the order its balance moved) and every touched account's final
+   * balance (the keys' outcomes were written with their claim), and gives back the keys of the
+   * requests the batch refused (`unclaim`: a refusal leaves no key).
    */
   async postBatch(postings: readonly BatchPosting[], balances: ReadonlyMap<string, Units>, unclaim: ReadonlyArray<{ scope: string; key: string }> = []): Promise<void> {
     if (postings.length === 0) {
@@ -244,12 +247,8 @@ export class LedgerTransaction {
          FROM unnest($5::text[], $6::bigint[], $7::numeric[], $8::numeric[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
            WITH ORDINALITY AS e(transfer_id, account_id, amount, balance_after, kind, counterparty, memo, created_at, n)
          ORDER BY e.n
-       ), outcome AS (
-         UPDATE idempotency_keys AS i SET response = o.response
-         FROM unnest($15::text[], $16::text[], $17::json[]) AS o(scope, key, response)
-         WHERE i.scope = o.scope AND i.key = o.key
        )${unclaim.length > 0 ? `, unclaimed AS (
-         DELETE FROM idempotency_keys i USING unnest($18::text[], $19::text[]) AS k(scope, key) WHERE i.scope = k.scope AND i.key = k.key
+         DELETE FROM idempotency_keys i USING unnest($15::text[], $16::text[]) AS k(scope, key) WHERE i.scope = k.scope AND i.key = k.key
        )` : ''}
        UPDATE accounts AS a SET balance = b.balance
        FROM unnest($13::bigint[], $14::numeric[]) AS b(id, balance)
@@ -269,9 +268,6 @@ export class LedgerTransaction {
         entries.map((e) => e.transfer.createdAt),
         [...balances.keys()],
         [...balances.values()].map(formatUnits),
-        postings.map((p) => p.scope),
-        postings.map((p) => p.key),
-        postings.map((p) => JSON.stringify(p.outcome)),
         ...(unclaim.length > 0 ? [unclaim.map((k) => k.scope), unclaim.map((k) => k.key)] : []),
       ],
     );

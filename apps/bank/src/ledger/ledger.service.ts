@@ -282,9 +282,15 @@ export class LedgerService implements OnApplicationBootstrap {
   /** One batch's transaction (run again from the start after a serialization failure or deadlock). */
   private async postTransferBatch(tx: LedgerTransaction, batch: readonly PendingTransfer[]): Promise<BatchResult[]> {
     const results: BatchResult[] = new Array(batch.length);
+    // Each transfer's row and receipt are made up front, so that its key is claimed with the outcome it keeps if it commits.
+    const receipts = batch.map((pending) => {
+      const transfer = newTransfer('transfer', pending.memo);
+      const receipt: TransferReceipt = { transferId: transfer.id, from: pending.from, to: pending.to, amount: formatUnits(pending.amount), createdAt: transfer.createdAt.toISOString() };
+      return { transfer, receipt };
+    });
     // Keys first, then the accounts of every transfer in the batch (a replay's too: locking more is harmless, and saves a round trip).
     const { existing, accounts: locked } = await tx.claimKeysAndLockAccounts(
-      batch.map((pending) => ({ scope: pending.scope, key: pending.key, requestHash: pending.requestHash })),
+      batch.map((pending, i) => ({ scope: pending.scope, key: pending.key, requestHash: pending.requestHash, response: receipts[i]!.receipt })),
       batch.flatMap((pending) => [pending.fromId, pending.toId]),
     );
     const fresh: number[] = [];
@@ -317,9 +323,8 @@ export class LedgerService implements OnApplicationBootstrap {
         continue;
       }
       for (const [id, balance] of planned.balances) balances.set(id, balance);
-      const transfer = newTransfer('transfer', pending.memo);
-      const receipt: TransferReceipt = { transferId: transfer.id, from: pending.from, to: pending.to, amount: formatUnits(pending.amount), createdAt: transfer.createdAt.toISOString() };
-      postings.push({ transfer, entries: planned.entries, scope: pending.scope, key: pending.key, outcome: receipt });
+      const { transfer, receipt } = receipts[i]!;
+      postings.push({ transfer, entries: planned.entries });
       results[i] = { outcome: { value: receipt, created: true } };
     }
     await tx.postBatch(postings, balances, refused);

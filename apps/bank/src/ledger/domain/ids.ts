@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
 
@@ -8,10 +8,18 @@ const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
  * `tr_` transfers, `h_` holds.
  */
 export function newLedgerId(prefix: 'tr' | 'h', now = Date.now()): string {
-  const bytes = randomBytes(14);
+  if (poolOffset + 14 > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
   let random = '';
-  for (const byte of bytes) random += alphabet[byte % 36];
+  for (let i = poolOffset; i < poolOffset + 14; i++) random += alphabet[pool[i]! % 36];
+  poolOffset += 14;
   return `${prefix}_${now.toString(36).padStart(9, '0')}${random}`;
 }
+
+/** Random bytes for ids, drawn from the CSPRNG 4 KiB at a time (one call per ~290 ids instead of one each); each byte is used once. */
+const pool = Buffer.alloc(14 * 292);
+let poolOffset = pool.length;
 
 export const HoldIdPattern = /^h_[0-9a-z]{23}$/;
