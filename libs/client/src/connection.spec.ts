@@ -402,6 +402,30 @@ describe(SchedulerConnection.name, () => {
       await expect(again).resolves.toEqual([1, 2]);
     });
 
+    it('sends a REST read to the next replica when one refuses the connection; a POST only when nothing was sent', async () => {
+      const { connection } = setupReplicas();
+      const requested: string[] = [];
+      const refused = () => Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+      const reset = () => Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNRESET' } });
+      let failure = refused;
+      globalThis.fetch = jest.fn(async (url: string | URL | Request) => {
+        requested.push(String(url));
+        if (String(url).startsWith('http://a.test')) throw failure();
+        return new Response(JSON.stringify(jobStatus(jobId, { total: 3 })), { status: 200 });
+      }) as typeof fetch;
+      await expect(connection.getStatus(jobId)).resolves.toMatchObject({ jobId, total: 3 });
+      expect(requested).toEqual([`http://a.test:4000/jobs/${jobId}`, `http://b.test:4000/jobs/${jobId}`]);
+      requested.length = 0;
+      await expect(connection.rest('POST', 'jobs/x/escrow', testWallet, {})).resolves.toBeDefined();
+      expect(requested).toEqual(['http://a.test:4000/jobs/x/escrow', 'http://b.test:4000/jobs/x/escrow']);
+      requested.length = 0;
+      failure = reset; // the request may have reached replica A: not sent again
+      await expect(connection.rest('POST', 'jobs/x/escrow', testWallet, {})).rejects.toEqual(
+        expect.objectContaining({ code: ErrorCode.ESCHEDULER, message: expect.stringMatching(/a\.test:4000.*ECONNRESET/) }),
+      );
+      expect(requested).toEqual(['http://a.test:4000/jobs/x/escrow']);
+    });
+
     it('refuses an unreachableTimeoutMs that is not a positive number', async () => {
       const { compute } = setupReplicas();
       await expect(compute.for([1], (i: number) => i).exec(undefined, undefined, undefined, { unreachableTimeoutMs: -1 })).rejects.toEqual(codeMatching(ErrorCode.EINVAL));

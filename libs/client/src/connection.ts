@@ -623,8 +623,38 @@ export class SchedulerConnection implements SchedulerLink {
     return this.rest('GET', relative, owner ? await owner() : undefined);
   }
 
+  /**
+   * A REST request. With several URLs, a request no replica answered is tried on the next ones,
+   * starting from the one in use: a GET after any network failure or timeout, other methods only
+   * when the connection was refused (so nothing was sent). Each attempt is signed afresh.
+   */
   async rest(method: 'GET' | 'DELETE' | 'POST', relative: string, signer?: RequestSigner, payload?: unknown, extraHeaders: Record<string, string> = {}): Promise<unknown> {
-    const url = new URL(relative, this.url);
+    const failures: string[] = [];
+    const first = this.current;
+    for (let attempt = 0; attempt < this.urls.length; attempt++) {
+      const base = this.urls[(first + attempt) % this.urls.length];
+      const url = new URL(relative, base);
+      let response: Response;
+      try {
+        response = await this.fetchOnce(method, url, signer, payload, extraHeaders);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        failures.push(`${method} ${url.href} failed: ${message}${causeCodeOf(error) ? ` (${causeCodeOf(error)})` : ''}`);
+        if (method === 'GET' || causeCodeOf(error) === 'ECONNREFUSED') continue;
+        break;
+      }
+      const body: unknown = await response.json().catch(() => undefined);
+      if (!response.ok) {
+        const reply = ErrorReplySchema.safeParse({ ok: false, ...(typeof body === 'object' && body !== null ? body : {}) });
+        if (reply.success) throw replyError(reply.data);
+        throw new CommuneError(response.status === 404 ? ErrorCode.ENOTFOUND : ErrorCode.ESCHEDULER, `${method} ${url.href} answered ${response.status}`);
+      }
+      return body;
+    }
+    throw new CommuneError(ErrorCode.ESCHEDULER, failures.join('; '));
+  }
+
+  private async fetchOnce(method: 'GET' | 'DELETE' | 'POST', url: URL, signer: RequestSigner | undefined, payload: unknown, extraHeaders: Record<string, string>): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (signer) {
       // Signed over the path and query exactly as they go on the wire (protocol OwnerRequestSchema).
@@ -640,23 +670,18 @@ export class SchedulerConnection implements SchedulerLink {
       headers[OwnerRequestHeaders.expiresAt] = String(signed.expiresAt);
       headers[OwnerRequestHeaders.signature] = await signRequest(signer, SignedKind.ownerRequest, signed);
     }
-    let response: Response;
-    try {
-      if (payload !== undefined) headers['content-type'] = 'application/json';
-      response = await fetch(url, {
-        method, signal: AbortSignal.timeout(this.options.requestTimeoutMs), headers, ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
-      });
-    } catch (error) {
-      throw new CommuneError(ErrorCode.ESCHEDULER, `${method} ${url.href} failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    const body: unknown = await response.json().catch(() => undefined);
-    if (!response.ok) {
-      const reply = ErrorReplySchema.safeParse({ ok: false, ...(typeof body === 'object' && body !== null ? body : {}) });
-      if (reply.success) throw replyError(reply.data);
-      throw new CommuneError(response.status === 404 ? ErrorCode.ENOTFOUND : ErrorCode.ESCHEDULER, `${method} ${url.href} answered ${response.status}`);
-    }
-    return body;
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    return fetch(url, {
+      method, signal: AbortSignal.timeout(this.options.requestTimeoutMs), headers, ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
+    });
   }
+}
+
+/** The system error code under a failed fetch (undici puts it on `cause`). */
+function causeCodeOf(error: unknown): string | undefined {
+  const cause = (error as { cause?: { code?: unknown; errors?: Array<{ code?: unknown }> } } | null)?.cause;
+  const code = cause?.code ?? cause?.errors?.[0]?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 /** Fans a job's events out to every handle following it on one connection. */
