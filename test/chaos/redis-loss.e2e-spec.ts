@@ -199,7 +199,6 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
         entry.settledMs = settled - upAt;
       }
       recoveries.push(entry);
-      // eslint-disable-next-line no-console
       console.log(`[redis-loss] ${name}: ${storedAtFault} results stored at the fault; restart -> next result ${entry.resultMs} ms ` +
         `(shutdown -> next result ${entry.fromDownMs} ms), schedules back ${entry.schedulesMs} ms` + (entry.settledMs !== undefined ? `, next payment settled ${entry.settledMs} ms` : ''));
     };
@@ -251,7 +250,6 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     expect(ownerBefore - (await balance(owner))).toBe(credited + BigInt(posted.fee));
     const hold = (await bankDb.query<{ amount: string; posted: string }>('SELECT amount::text, posted::text FROM holds WHERE id = $1', [holdId])).rows[0]!;
     expect(BigInt(hold.posted)).toBe(credited + BigInt(posted.fee));
-    // eslint-disable-next-line no-console
     console.log(`[redis-loss] ${SLICES} results stored once and right; ${posted.n} payments of ${posted.keys} distinct keys on hold ${holdId}; ` +
       `payer debited ${ownerBefore - (await balance(owner))} = credits ${credited} + fees ${posted.fee}; hold released`);
     expect(recoveries).toHaveLength(2);
@@ -291,7 +289,6 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
         throw new Error(`${error.message}; Redis has ${seen}; scheduler said:\n${log}`);
       });
       const line = scheduler.output().slice(logBefore).match(/Redis lost its data: [^"]*? in (\d+) ms/);
-      // eslint-disable-next-line no-console
       console.log(`[redis-loss] 100,000-slice job, ${unanswered} slices leased without a result (${Math.ceil(unanswered / 2)} ranges): ` +
         `restart -> rebuilt in Redis ${rebuiltAt - upAt} ms; the scheduler's recovery took ${line?.[1] ?? '?'} ms`);
       expect(rebuiltAt - upAt).toBeLessThan(10_000);
