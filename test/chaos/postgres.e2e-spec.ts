@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { parseUnits, Wallet } from 'ethers';
 import { init } from '@commune/client';
+import { startBank, LedgerService, type BankApp } from '../../apps/bank/src/index.js';
 import { freePort, spawnScheduler, spawnWorker, connectedWorkers, type RunningProcess } from '../support/processes.js';
 import { dropIsolated, isolatedEnvironment, uniqueName, waitFor } from '../support/services.js';
 
@@ -17,15 +19,20 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const total = 4000;
 /** How long each outage lasts before PostgreSQL is started again (long enough for result batches to fail). */
 const outageMs = 2_000;
+/** The job's offer per slice, DCC; each slice is paid its measured time at 1 DCC/s, at least 0.001, never above this. */
+const offerDcc = 0.01;
+const serviceToken = 'chaos-postgres-service-token-0123456789abcdef';
 
 /**
  * PostgreSQL blips are survived (issue 8). A PostgreSQL cluster of the test's own (its own port,
- * created with pg_createcluster, dropped afterwards even on failure), a real scheduler process and
- * a real worker process on it, and a running job of several thousand slices. The cluster is
- * restarted cleanly mid-job, then crashed (SIGKILL of its postmaster) and started again. The
- * scheduler stays alive throughout, /health says 503 degraded (postgres down) during each outage
- * and 200 ok after, the job completes, and every result is there exactly once and correct. Prints
- * what recovery took.
+ * created with pg_createcluster, dropped afterwards even on failure), a real scheduler process, a
+ * real worker process with an earnings account and the bank (in this process: a pool error it did
+ * not survive would end the test run) on it, and a running paid job of several thousand slices.
+ * The cluster is restarted cleanly mid-job, then crashed (SIGKILL of its postmaster) and started
+ * again. The scheduler and the bank stay alive throughout, both /health say 503 degraded
+ * (postgres down) during each outage and 200 ok after, the job completes, every result is there
+ * exactly once and correct, and every slice is paid exactly once (the ledger balanced, the hold
+ * released). Prints what recovery took.
  */
 describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', () => {
   const cluster = uniqueName('chaos_pg').toLowerCase();
@@ -33,8 +40,11 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
   let port = 0;
   let clusterCreated = false;
   let env: Record<string, string>;
+  let bankEnv: Record<string, string>;
+  let bank: BankApp | undefined;
   let scheduler: (RunningProcess & { url: string }) | undefined;
   let worker: RunningProcess | undefined;
+  const earnings = Wallet.createRandom().address.toLowerCase();
   const home = mkdtempSync(join(tmpdir(), 'commune-chaos-pg-'));
 
   const pgctl = (...args: string[]) => run('pg_ctlcluster', ['--skip-systemctl-redirect', '15', cluster, ...args], { timeout: 60_000 });
@@ -47,23 +57,32 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
     env = isolatedEnvironment({
       DATABASE_URL: `postgresql://postgres@127.0.0.1:${port}/commune`,
       LEASE_SWEEP_INTERVAL_MS: '250',
+      SETTLEMENT_INTERVAL_MS: '250',
+      ESCROW_SLICES: '1000',
+      MARKET_RATE_DCC_PER_SECOND: '1',
+      MINIMUM_SLICE_PAYMENT_DCC: '0.001',
+      BANK_SERVICE_TOKEN: serviceToken,
       NODE_OPTIONS: '--max-old-space-size=128',
     });
-    scheduler = await spawnScheduler(env, await freePort());
-    worker = spawnWorker(scheduler.url, 1);
+    bankEnv = { ...env, DATABASE_SCHEMA: `${env.DATABASE_SCHEMA}_bank`, REDIS_PREFIX: `${env.REDIS_PREFIX}_bank`, NODE_OPTIONS: '', PORT: String(await freePort()) };
+    bank = await startBank(bankEnv);
+    scheduler = await spawnScheduler({ ...env, BANK_URL: bank.url }, await freePort());
+    worker = spawnWorker(scheduler.url, 1, ['--earnings', earnings]);
     await waitFor('the worker to connect', async () => (await connectedWorkers(scheduler!.url)) === 1, 20_000, 100);
   }, 90_000);
 
   afterAll(async () => {
     await worker?.stop().catch(() => undefined);
     await scheduler?.stop().catch(() => undefined);
+    await bank?.close().catch(() => undefined);
     if (env) await dropIsolated({ ...env, DATABASE_URL: 'postgresql://127.0.0.1:1/none' }).catch(() => undefined);
+    if (bankEnv) await dropIsolated({ ...bankEnv, DATABASE_URL: 'postgresql://127.0.0.1:1/none' }).catch(() => undefined);
     if (clusterCreated) await run('pg_dropcluster', ['--stop', '15', cluster], { timeout: 60_000 }).catch((error: unknown) => console.error(`dropping cluster ${cluster} failed: ${String(error)}`));
   }, 90_000);
 
-  /** The scheduler's /health: its status and body (bounded: the probe itself waits at most 2 s per dependency). */
-  async function health(): Promise<{ status: number; body: Record<string, unknown> }> {
-    const response = await fetch(`${scheduler!.url}/health`, { signal: AbortSignal.timeout(5_000) });
+  /** A service's /health: its status and body (bounded: the probe itself waits at most 2 s per dependency). */
+  async function health(url = scheduler!.url): Promise<{ status: number; body: Record<string, unknown> }> {
+    const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5_000) });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   }
 
@@ -106,26 +125,30 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
     expect(before).not.toBeNull();
     const downAt = Date.now();
     await down();
-    const degraded = await waitFor(`/health to report degraded after ${name}`, async () => {
-      const answer = await health();
-      return answer.status === 503 ? answer : null;
-    }, 15_000, 50);
+    const [degraded, bankDegraded] = await Promise.all([scheduler!.url, bank!.url].map((url) =>
+      waitFor(`${url}/health to report degraded after ${name}`, async () => {
+        const answer = await health(url);
+        return answer.status === 503 ? answer : null;
+      }, 15_000, 50)));
     const degradedSeenAfterMs = Date.now() - downAt;
-    expect(degraded.body).toMatchObject({ status: 'degraded', redis: 'ok', down: ['postgres'] });
-    expect(String(degraded.body.postgres)).toMatch(/^unavailable/);
+    for (const answer of [degraded!, bankDegraded!]) {
+      expect(answer.body).toMatchObject({ status: 'degraded', redis: 'ok', down: ['postgres'] });
+      expect(String(answer.body.postgres)).toMatch(/^unavailable/);
+    }
     await sleep(Math.max(0, outageMs - (Date.now() - downAt)));
     expectSchedulerAlive();
     await up();
     const upAt = Date.now();
     await waitFor(`/health to be ok after ${name}`, async () => (await health()).status === 200, 30_000, 50);
     const healthOkAfterStartMs = Date.now() - upAt;
+    await waitFor(`the bank's /health to be ok after ${name}`, async () => (await health(bank!.url)).status === 200, 30_000, 50);
     await waitFor(`results of ${jobId} to be stored again after ${name}`, async () => {
       const now = await stored(jobId);
       return now !== null && (now > before! || now === total);
     }, 30_000, 50);
     const resultsResumedAfterStartMs = Date.now() - upAt;
     expectSchedulerAlive();
-    return { fault: name, degradedSeenAfterMs, degradedBody: degraded.body, outageMs: upAt - downAt, healthOkAfterStartMs, resultsResumedAfterStartMs };
+    return { fault: name, degradedSeenAfterMs, degradedBody: degraded!.body, outageMs: upAt - downAt, healthOkAfterStartMs, resultsResumedAfterStartMs };
   }
 
   /** SIGKILL of the postmaster (a crash), then start again once its orphaned backends have gone (bounded). */
@@ -142,7 +165,9 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
   }
 
   it('keeps the scheduler up, reports degraded during each outage, and completes the job with every result once and correct', async () => {
-    const { compute } = await init({ scheduler: scheduler!.url, home });
+    const { compute, wallet } = await init({ scheduler: scheduler!.url, home });
+    const owner = await wallet.get();
+    await bank!.app.get(LedgerService).mint({ idempotencyKey: `chaos-pg-mint-${cluster}`, to: await owner.getAddress(), amount: parseUnits('1000', 18).toString() });
     const job = compute.for(0, total - 1, (i: number) => {
       const end = Date.now() + 4;
       while (Date.now() < end) {
@@ -153,7 +178,7 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
     });
     const accepted = new Promise<void>((resolve) => job.once('accepted', () => resolve()));
     const startedAt = Date.now();
-    const execution = job.exec();
+    const execution = job.exec(offerDcc);
     execution.catch(() => undefined);
     await accepted;
     const jobId = job.id as string;
@@ -173,7 +198,12 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
     const results = await Promise.race([
       execution,
       new Promise<never>((_resolve, reject) => {
-        bound = setTimeout(() => reject(new Error('the job did not complete within 90 s of its deploy')), 90_000);
+        bound = setTimeout(() => {
+          void stored(jobId).then((count) => reject(new Error(
+            `the job did not complete within 90 s of its deploy: ${count} of ${total} results stored\n` +
+              `scheduler:\n${scheduler!.output().split('\n').slice(-40).join('\n')}\nworker:\n${worker!.output().split('\n').slice(-20).join('\n')}`,
+          )));
+        }, 90_000);
       }),
     ]).finally(() => clearTimeout(bound));
     const completedAfterMs = Date.now() - startedAt;
@@ -203,6 +233,36 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
       await client.end();
     }
 
+    // Every slice paid exactly once: one bank payment per slice (keyed pay:<job>:<slice>), as much
+    // as the scheduler recorded, all of it credited to the worker's earnings; the hold released and the ledger balanced.
+    const bankDb = new pg.Client({ connectionString: env.DATABASE_URL });
+    await bankDb.connect();
+    let paidUnits = 0n;
+    try {
+      const schedulerSchema = `"${env.DATABASE_SCHEMA}"`;
+      const bankSchema = `"${bankEnv.DATABASE_SCHEMA}"`;
+      const settled = await waitFor('every payment settled and the hold released', async () => {
+        const row = (await bankDb.query<{ unsettled: string; paid: string | null; priced: string }>(
+          `SELECT count(*) FILTER (WHERE settled_at IS NULL) AS unsettled, sum(payment)::text AS paid, count(*) FILTER (WHERE payment > 0) AS priced
+           FROM ${schedulerSchema}.slice_results WHERE job_id = $1`, [jobId])).rows[0]!;
+        const hold = (await bankDb.query<{ status: string }>(`SELECT h.status FROM ${bankSchema}.holds h WHERE h.reference = $1`, [jobId])).rows;
+        return row.unsettled === '0' && hold.length > 0 && hold.every((h) => h.status !== 'held') ? row : null;
+      }, 30_000, 200);
+      expect(settled.priced).toBe(String(total));
+      const payments = (await bankDb.query<{ n: string; keys: string; amount: string; lowest: string; highest: string }>(
+        `SELECT count(*) AS n, count(DISTINCT key) AS keys, sum(amount)::text AS amount,
+                min(split_part(key, ':', 3)::int)::text AS lowest, max(split_part(key, ':', 3)::int)::text AS highest
+         FROM ${bankSchema}.payments WHERE key LIKE 'pay:' || $1 || ':%'`, [jobId])).rows[0]!;
+      expect(payments).toEqual({ n: String(total), keys: String(total), amount: settled.paid, lowest: '0', highest: String(total - 1) });
+      paidUnits = BigInt(payments.amount);
+      const account = (await (await fetch(`${bank!.url}/accounts/${earnings}`)).json()) as { balance: string };
+      expect(account.balance).toBe(payments.amount);
+    } finally {
+      await bankDb.end();
+    }
+    const audit = await bank!.app.get(LedgerService).audit();
+    expect(audit).toEqual({ sumOfBalances: '0', unbalancedTransfers: [], driftedAccounts: [], negativeAccounts: [], inconsistentHolds: [] });
+
     // No claim is left unsettled (claimed in Redis but neither stored nor given back).
     const redis = new Redis(env.REDIS_URL!);
     try {
@@ -215,10 +275,19 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
     const internalFailures = scheduler!.output().split('\n').filter((line) => /socket handler failed|unexpected failure|uncaught/i.test(line));
     expect(internalFailures).toEqual([]);
     expect((await health()).status).toBe(200);
+    expect((await health(bank!.url)).status).toBe(200);
+    // What the outages cost: result batches answered EUNAVAILABLE, and slices put back because their results were not sent again.
+    const log = scheduler!.output().split('\n').map((line) => { try { return String((JSON.parse(line) as { msg?: unknown }).msg ?? ''); } catch { return ''; } });
+    const batchesRefused = Math.max(0, ...log.map((msg) => Number(/^(\d+) result batches could not be stored/.exec(msg)?.[1] ?? 0)));
+    const notResent = log.reduce((sum, msg) => sum + Number(/^(\d+) slices whose results could not be stored and were not sent again/.exec(msg)?.[1] ?? 0), 0);
+    const lostClaims = log.reduce((sum, msg) => sum + Number(/^(\d+) slices claimed but never stored/.exec(msg)?.[1] ?? 0), 0);
 
     console.log(
       [
-        `PostgreSQL chaos: ${total} slices, job completed in ${seconds(completedAfterMs)}; every result present once and correct`,
+        `PostgreSQL chaos: ${total} slices, paid job completed in ${seconds(completedAfterMs)}; every result present once and correct; ` +
+          `${total} payments, one per slice, ${paidUnits} units in all, credited to the worker; ledger audit clean, hold released`,
+        `  result batches answered EUNAVAILABLE during the outages: at least ${batchesRefused} (the scheduler's last count); ` +
+          `slices put back because their results were not sent again within 6 s: ${notResent}; claims swept as lost: ${lostClaims}`,
         ...[clean, crashed].map((r) =>
           `  ${r.fault}: /health degraded ${seconds(r.degradedSeenAfterMs)} after the fault (${JSON.stringify(r.degradedBody)}); ` +
           `outage ${seconds(r.outageMs)}; after PostgreSQL was started: /health ok in ${seconds(r.healthOkAfterStartMs)}, ` +
@@ -227,3 +296,6 @@ describe('chaos: PostgreSQL restarted and crashed under a running job (e2e)', ()
     );
   }, 180_000);
 });
+
+/** The sandbox global a work function reports progress with. */
+declare function progress(value?: number | string): boolean;

@@ -96,7 +96,7 @@ export class ResultsService implements OnApplicationBootstrap, OnModuleDestroy {
     try {
       const { lost, unsent } = await this.claims.sweep(now);
       if (lost > 0) this.logger.warn(`${lost} slices claimed but never stored (their scheduler stopped before storing them) put back on the queue`);
-      if (unsent > 0) this.logger.log(`${unsent} slices whose results could not be stored and were not sent again put back on the queue`);
+      if (unsent > 0) this.logger.warn(`${unsent} slices whose results could not be stored and were not sent again put back on the queue`);
       if (lost + unsent > 0) {
         this.metrics.slicesReturned.inc(lost + unsent);
         this.workers.workAvailable();
