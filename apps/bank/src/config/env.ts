@@ -48,8 +48,12 @@ export const BankEnvSchema = z.object({
   MAX_TRANSFER_LIFETIME_MS: positiveInt().default(Limits.maxSignatureLifetimeMs),
   /** Signed or in-process transfers committed together in one ledger transaction (group commit), at most. */
   MAX_TRANSFERS_PER_BATCH: positiveInt().max(5_000).default(256),
-  /** Transfer batches (transactions) in flight at once; what arrives meanwhile waits for the next batch. */
-  TRANSFER_BATCHES_IN_FLIGHT: positiveInt().max(64).default(2),
+  /**
+   * Transfer batches (transactions) in flight at once; what arrives meanwhile waits for the next batch.
+   * One by default: batches twice as big (~16 transfers from 32 HTTP clients against ~9 with two), so
+   * about half the bank and PostgreSQL CPU per signed transfer on a 2-core machine (bench/ledger.mjs, 2026-12-03).
+   */
+  TRANSFER_BATCHES_IN_FLIGHT: positiveInt().max(64).default(1),
   /** Transfers waiting for a batch, at most; beyond it a transfer is refused with EUNAVAILABLE (503, retry later). */
   MAX_PENDING_TRANSFERS: positiveInt().default(10_000),
   /** Attempts of one ledger transaction that hits a serialization failure or a deadlock. */
