@@ -2,7 +2,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseUnits, Wallet } from 'ethers';
+import { parseUnits, Wallet, type ContractTransactionResponse, type JsonRpcProvider } from 'ethers';
+import { attachContracts, connectProvider, deployContracts, startLocalChain, writeBridgeConfig, type LocalChain } from '@commune/chain';
 import pg from 'pg';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -56,6 +57,8 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
   let commune: Awaited<ReturnType<typeof init>> | null = null;
   /** Jobs of this suite, cancelled in afterAll if still running (the SDK keeps its link open while a job needs it). */
   const deployed: Array<{ cancel(): Promise<unknown> }> = [];
+  /** What the bridge test started (a chain, a bank with its bridge), undone in afterAll whatever happened. */
+  const cleanups: Array<() => Promise<unknown>> = [];
   const schedulerDb = new pg.Client({ connectionString: env.DATABASE_URL, options: `-c search_path="${env.DATABASE_SCHEMA}"` });
   const bankDb = new pg.Client({ connectionString: env.DATABASE_URL, options: `-c search_path="${bankEnv.DATABASE_SCHEMA}"` });
 
@@ -76,8 +79,8 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     return { downAt, upAt: Date.now() };
   }
 
-  function spawnBank(port: number): Promise<RunningProcess & { url: string }> {
-    const child = spawn(process.execPath, [join(repoRoot, 'apps/bank/dist/main.js')], { env: { ...process.env, ...bankEnv, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  function spawnBank(port: number, environment: Record<string, string> = bankEnv): Promise<RunningProcess & { url: string }> {
+    const child = spawn(process.execPath, [join(repoRoot, 'apps/bank/dist/main.js')], { env: { ...process.env, ...environment, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const keep = (chunk: Buffer) => {
       output += chunk.toString();
@@ -132,6 +135,7 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
 
   afterAll(async () => {
     await within(Promise.all(deployed.map((job) => job.cancel().catch(() => undefined))), 10_000, 'cancelling the jobs').catch(() => undefined);
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     await Promise.all(workers.map((worker) => worker.stop().catch(() => undefined)));
     await scheduler?.stop().catch(() => undefined);
     await bank?.stop().catch(() => undefined);
@@ -276,6 +280,7 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     await schedulerDb.query('UPDATE jobs SET computed = $2 WHERE id = $1', [jobId, seeded.rowCount]);
     const unanswered = total - seeded.rowCount!;
     const logBefore = scheduler.output().length;
+    const recoveriesLogged = [...scheduler.output().matchAll(/Redis lost its data: [^"]*? in (\d+) ms/g)].length;
     const { upAt } = await restartRedis();
     const probe = new Redis(env.REDIS_URL!, { maxRetriesPerRequest: 3 });
     try {
@@ -288,9 +293,11 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
         const log = scheduler.output().slice(logBefore).split('\n').filter((l) => /Redis|rebuilt|reconcile|recovery/.test(l)).slice(-10).join('\n');
         throw new Error(`${error.message}; Redis has ${seen}; scheduler said:\n${log}`);
       });
-      const line = scheduler.output().slice(logBefore).match(/Redis lost its data: [^"]*? in (\d+) ms/);
+      // The scheduler logs its recovery (and how long it took) once it is done.
+      const recoveryLines = () => [...scheduler.output().matchAll(/Redis lost its data: [^"]*? in (\d+) ms/g)];
+      const line = await waitFor('the scheduler to log its recovery', () => (recoveryLines().length > recoveriesLogged ? recoveryLines().at(-1) : null), 10_000, 20);
       console.log(`[redis-loss] 100,000-slice job, ${unanswered} slices leased without a result (${Math.ceil(unanswered / 2)} ranges): ` +
-        `restart -> rebuilt in Redis ${rebuiltAt - upAt} ms; the scheduler's recovery took ${line?.[1] ?? '?'} ms`);
+        `restart -> rebuilt in Redis ${rebuiltAt - upAt} ms; the scheduler's recovery took ${line[1]} ms`);
       expect(rebuiltAt - upAt).toBeLessThan(10_000);
     } finally {
       probe.disconnect();
@@ -301,6 +308,59 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     expect(await count('SELECT count(*) AS n FROM slice_results WHERE job_id = $1 AND value = (slice_index * 3)::text', [jobId])).toBe(total);
     expect(await count("SELECT count(*) AS n FROM jobs WHERE id = $1 AND status = 'finished' AND computed = total", [jobId])).toBe(1);
   }, 150_000);
+
+  it('credits a bridge deposit made after Redis lost everything (the bridge schedules are created again)', async () => {
+    const confirmations = 3;
+    const gas = { gasLimit: 200_000 };
+    const chain: LocalChain = await startLocalChain({ port: 0, mining: 'manual' });
+    cleanups.push(() => chain.stop());
+    const provider: JsonRpcProvider = connectProvider(chain.url, { chainId: chain.chainId, pollingIntervalMs: 20 });
+    cleanups.push(async () => provider.destroy());
+    const operator = new Wallet(chain.accounts[0]!, provider);
+    const depositor = new Wallet(chain.accounts[1]!, provider);
+    const mined = async (sending: Promise<ContractTransactionResponse>) => {
+      const transaction = await sending;
+      await chain.mine(1);
+      return transaction.wait();
+    };
+    const deploying = deployContracts(operator);
+    const miner = setInterval(() => void chain.mine(1).catch(() => undefined), 20);
+    const contracts = await deploying.finally(() => clearInterval(miner));
+    await mined(contracts.token.mint(depositor.address, parseUnits('100', 18), gas));
+    const configDir = mkdtempSync(join(tmpdir(), 'commune-redis-loss-bridge-'));
+    cleanups.push(async () => rmSync(configDir, { recursive: true, force: true }));
+    const configFile = join(configDir, 'chain.json');
+    writeBridgeConfig(configFile, {
+      rpcUrl: chain.url, chainId: chain.chainId, token: contracts.addresses.token, vault: contracts.addresses.vault,
+      operatorKey: chain.accounts[0]!, startBlock: contracts.deployBlock,
+    });
+    const bridgeEnv: Record<string, string> = {
+      ...isolatedEnvironment({ REDIS_URL: env.REDIS_URL!, BANK_SERVICE_TOKEN: env.BANK_SERVICE_TOKEN!, NODE_OPTIONS: '' }),
+      BRIDGE_CONFIG_FILE: configFile, BRIDGE_CONFIRMATIONS: String(confirmations), BRIDGE_POLL_INTERVAL_MS: '200',
+    };
+    cleanups.push(() => dropIsolated(bridgeEnv));
+    const bridgeBank = await spawnBank(await freePort(), bridgeEnv);
+    cleanups.push(() => bridgeBank.stop());
+    const bridgeSchedules = () => schedulers('bridge', `${bridgeEnv.REDIS_PREFIX}:bull`);
+    const expected = ['bridge-scan-deposits', 'bridge-send-withdrawals'];
+    await waitFor('the bridge schedules at boot', async () => (await bridgeSchedules()).join() === expected.join(), 15_000, 100);
+
+    const { upAt } = await restartRedis();
+    const schedulesBack = await waitFor('the bridge schedules after the loss', async () => ((await bridgeSchedules()).join() === expected.join() ? Date.now() : null), 15_000, 50);
+    // The deposit is made after the loss: only a re-created scan can credit it.
+    const account = Wallet.createRandom().address;
+    const amount = parseUnits('7', 18);
+    const asDepositor = attachContracts(contracts.addresses, depositor);
+    await mined(asDepositor.token.approve(contracts.addresses.vault, amount, gas));
+    await mined(asDepositor.vault.deposit(amount, account, gas));
+    await chain.mine(confirmations);
+    const confirmedAt = Date.now();
+    const creditedAt = await waitFor('the deposit credited after the loss', async () => {
+      const response = await fetch(`${bridgeBank.url}/accounts/${account}`);
+      return response.ok && BigInt(((await response.json()) as { balance: string }).balance) === amount ? Date.now() : null;
+    }, 30_000, 50);
+    console.log(`[redis-loss] bridge: restart -> schedules back ${schedulesBack - upAt} ms; a deposit made after the loss credited ${creditedAt - confirmedAt} ms after its confirmations`);
+  }, 90_000);
 });
 
 declare function progress(value?: number | string): boolean;
