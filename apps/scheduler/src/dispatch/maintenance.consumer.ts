@@ -93,6 +93,8 @@ export class MaintenanceConsumer implements OnApplicationBootstrap, OnModuleDest
   async recover(reason: RedisLossReason): Promise<ReconcileOutcome> {
     const started = Date.now();
     await this.queue.schedule();
+    // A pass that began before the loss may have read the state Redis had then: wait for it, then make a fresh one.
+    await this.reconciling?.catch(() => undefined);
     const outcome = await this.reconcile();
     this.notifier.workAvailable();
     const what = reason === 'boot' ? 'Redis had no generation at boot' : 'Redis lost its data';
