@@ -322,6 +322,7 @@ export class SchedulerConnection implements SchedulerLink {
     this.socket = undefined;
     this.abandonWith.get(socket)?.(new Error(reason));
     socket.disconnect();
+    settleAcks(socket, reason);
     this.failures++;
     this.current = (this.current + 1) % this.urls.length;
     const rounds = Math.floor(this.failures / this.urls.length);
@@ -674,6 +675,21 @@ export class SchedulerConnection implements SchedulerLink {
     return fetch(url, {
       method, signal: AbortSignal.timeout(this.options.requestTimeoutMs), headers, ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
     });
+  }
+}
+
+/**
+ * socket.io-client keeps the acknowledgement timers of requests still buffered on a socket that
+ * never connected, even after disconnect(); each would hold the program up to ackTimeoutMs.
+ * Settles them (with an error) so their timers are cleared.
+ */
+function settleAcks(socket: ClientSocket, reason: string): void {
+  const acks = (socket as unknown as { acks?: Record<string, ((...args: unknown[]) => void) & { withError?: boolean }> }).acks;
+  if (!acks) return;
+  for (const [id, ack] of Object.entries(acks)) {
+    if (!ack.withError) continue;
+    delete acks[id];
+    ack(new Error(reason));
   }
 }
 
