@@ -186,3 +186,6 @@ describe('the scheduler replica a client is on dies (chaos, e2e)', () => {
     );
   }, 90_000);
 });
+
+/** The work function's progress(), defined in the sandbox. */
+declare function progress(value?: number | string): boolean;

@@ -635,7 +635,9 @@ export class Job extends EventEmitter {
    * with ENOFUNDS (details.fundsRequired, DCC) when the scheduler pauses the job because its
    * payment account cannot cover the escrow. Calling it again on a deployed job returns the same
    * promise; after ENOFUNDS, it resumes the job (spec: "the scheduler [will] attempt to resume
-   * the job") and waits for it again.
+   * the job") and waits for it again. `options.unreachableTimeoutMs` sets job.unreachableTimeoutMs:
+   * exec() rejects with EUNAVAILABLE when no scheduler answered for that long (the job keeps
+   * running; exec() again follows it).
    */
   exec(slicePaymentOffer?: SlicePaymentOffer, paymentAccount?: JobSigner, initialSliceProfile?: unknown, options?: ExecOptions): Promise<ResultHandle> {
     if (options?.unreachableTimeoutMs !== undefined) {
