@@ -284,6 +284,31 @@ describe(SchedulerConnection.name, () => {
     await expect(connection.getStatus('missing')).rejects.toEqual(expect.objectContaining({ code: ErrorCode.ENOTFOUND, message: 'no such job' }));
   });
 
+  it('with one URL, emits disconnect and connect on the job around socket.io\'s own reconnection', async () => {
+    const { socket, compute, urls } = setup();
+    socket.answer = (name) => {
+      if (name === 'deploy') return { ok: true, jobId, total: 1, receipt: 'r', readToken };
+      if (name === 'subscribe') return { ok: true, status: jobStatus(jobId, { total: 1 }) };
+      return undefined;
+    };
+    const job = compute.for([1], (i: number) => i);
+    const events: string[] = [];
+    job.on('disconnect', (event: { scheduler: string }) => events.push(`disconnect ${event.scheduler}`));
+    job.on('connect', (event: { scheduler: string }) => events.push(`connect ${event.scheduler}`));
+    const running = job.exec();
+    await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+    socket.receive('disconnect', 'transport close');
+    socket.receive('connect_error', new Error('connect ECONNREFUSED'));
+    expect(socket.disconnected).toBe(false); // socket.io keeps reconnecting the same socket
+    socket.receive('connect');
+    await waitFor('connect', () => events.length === 2);
+    expect(events).toEqual(['disconnect http://scheduler.test:4000/', 'connect http://scheduler.test:4000/']);
+    expect(urls).toHaveLength(1);
+    socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 1 }] });
+    socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 1, computed: 1 }) });
+    await expect(running).resolves.toEqual([1]);
+  });
+
   describe('several scheduler URLs', () => {
     const urlA = new URL('http://a.test:4000');
     const urlB = new URL('http://b.test:4000');
