@@ -94,10 +94,15 @@ const maxBufferedSlicesPerSandbox = 4 * 256;
 const maxSendsInFlight = 64;
 /** Attempts at sending one batch of results while the connection stays up. */
 const maxResultAttempts = 3;
-/** Sends of one results message the scheduler answers EUNAVAILABLE (busy: its budget for large messages is spent) before giving up. */
-const maxBusyResultAttempts = 6;
-/** First wait before resending results the scheduler was too busy to take; doubles each time. */
+/**
+ * Sends of one results message the scheduler answers EUNAVAILABLE (busy: its budget for large
+ * messages is spent, or its database is down for a moment) before giving up: with the waits
+ * below, about 30 s, longer than a database restart.
+ */
+const maxBusyResultAttempts = 10;
+/** First wait before resending results the scheduler could not take; doubles each time, up to busyRetryMaxDelayMs. */
 const busyRetryDelayMs = 100;
+const busyRetryMaxDelayMs = 5000;
 /** Console + custom events buffered per job between flushes; the rest are counted and dropped. */
 const maxBufferedEventsPerJob = 10_000;
 /** Bytes (UTF-8, at most) of console + custom events buffered per job between flushes. */
@@ -752,7 +757,7 @@ export class Supervisor {
     const connection = this.connection;
     active.sending++;
     this.sendsInFlight++;
-    const delay = busyRetryDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random());
+    const delay = Math.min(busyRetryMaxDelayMs, busyRetryDelayMs * 2 ** (attempt - 1)) * (0.5 + Math.random());
     setTimeout(() => {
       active.sending--;
       this.sendsInFlight--;
