@@ -6,7 +6,7 @@
  * gas), writes {rpcUrl, chainId, token, vault, operatorKey, startBlock} to `--out` (or stdout)
  * and stays up until SIGINT/SIGTERM.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Wallet, getAddress, isAddress, parseEther, parseUnits } from 'ethers';
@@ -52,6 +52,9 @@ async function main(): Promise<void> {
   const vaultSupply = parseUnits(values['vault-supply'], 18);
   const etherPerFund = parseEther(values['ether-per-fund']);
 
+  // The config file exists only once this chain is ready: a stale one from an earlier run must not
+  // tell a waiting bank (or a compose healthcheck) that it is.
+  if (values.out) rmSync(values.out, { force: true });
   const dataDir = values['data-dir'];
   if (dataDir) mkdirSync(join(dataDir, 'db'), { recursive: true, mode: 0o700 });
   const chain = await startLocalChain({ port, host: values.host, ...(dataDir ? { dbPath: join(dataDir, 'db') } : {}) });
