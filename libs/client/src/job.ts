@@ -1131,7 +1131,7 @@ export class Job extends EventEmitter {
     else this.emit(code, error);
   }
 
-  /** Stops following a job that waits for funds, so a program that gives up on it can exit. */
+  /** Stops following a job that waits for funds (or whose scheduler is unreachable past unreachableTimeoutMs), so a program that gives up on it can exit; exec() follows it again. */
   #letGoForFunds(): void {
     const run = this.#run;
     const sink = this.#endSink;
