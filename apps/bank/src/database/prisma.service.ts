@@ -3,7 +3,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { BANK_ENV, type BankEnv } from '../config/env.js';
-import { connectTimeoutMs, survivePostgresRestarts } from './pool-events.js';
+import { connectTimeoutMs, survivePostgresRestarts } from '@commune/service';
 
 /**
  * The bank's Prisma client over node-postgres (driver adapter: no query engine binary).

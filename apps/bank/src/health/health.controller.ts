@@ -1,39 +1,9 @@
-import { Controller, Get, Header, HttpException, HttpStatus } from '@nestjs/common';
+import { Controller, Get, Header } from '@nestjs/common';
+import { checkHealth, type HealthReport } from '@commune/service';
 import { ApiExcludeEndpoint, ApiOkResponse, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import { PrismaService } from '../database/prisma.service.js';
 import { RedisConnections } from '../redis/redis.module.js';
 import { Metrics } from './metrics.js';
-
-/** How long /health waits for each dependency before calling it down (a hung server must not hang the probe). */
-const healthCheckTimeoutMs = 2_000;
-
-/** 'ok', or that a dependency is down with its error code (ECONNREFUSED, 57P03, ...) or 'timeout'; never its text. */
-async function probe(check: () => Promise<unknown>): Promise<string> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve('unavailable (timeout)'), healthCheckTimeoutMs);
-  });
-  const answer = check().then(
-    () => 'ok',
-    (error: unknown) => {
-      const code = (error as { code?: unknown } | null)?.code;
-      return typeof code === 'string' && /^[A-Za-z0-9_]{1,32}$/.test(code) ? `unavailable (${code})` : 'unavailable';
-    },
-  );
-  try {
-    return await Promise.race([answer, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The health body: ok, or degraded naming what is down (answered with HTTP 503). */
-export interface HealthReport {
-  status: 'ok' | 'degraded';
-  postgres: string;
-  redis: string;
-  down: Array<'postgres' | 'redis'>;
-}
 
 @ApiTags('operations')
 @Controller()
@@ -50,10 +20,7 @@ export class HealthController {
   @ApiOkResponse({ schema: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] }, postgres: { type: 'string', enum: ['ok'] }, redis: { type: 'string', enum: ['ok'] }, down: { type: 'array', items: { type: 'string' } } } } })
   @ApiServiceUnavailableResponse({ description: 'degraded: Postgres or Redis does not answer (named in `down`, with its error code)' })
   async health(): Promise<HealthReport> {
-    const [postgres, redis] = await Promise.all([probe(() => this.prisma.pool.query('SELECT 1')), probe(() => this.redis.command.ping())]);
-    const down = [...(postgres === 'ok' ? [] : ['postgres' as const]), ...(redis === 'ok' ? [] : ['redis' as const])];
-    if (down.length > 0) throw new HttpException({ status: 'degraded', postgres, redis, down } satisfies HealthReport, HttpStatus.SERVICE_UNAVAILABLE);
-    return { status: 'ok', postgres, redis, down };
+    return checkHealth(() => this.prisma.pool.query('SELECT 1'), () => this.redis.command.ping());
   }
 
   @Get('metrics')

@@ -1,8 +1,13 @@
 import type { Logger } from '@nestjs/common';
-import type pg from 'pg';
 
 /** How long a new PostgreSQL connection may take before the pool gives up (the request then fails EUNAVAILABLE). */
 export const connectTimeoutMs = 5_000;
+
+/** The part of a node-postgres Pool this needs (so this library does not depend on pg). */
+interface PostgresPool {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'connect', listener: (client: { on(event: 'error', listener: (error: Error) => void): unknown }) => void): unknown;
+}
 
 /**
  * Keeps a PostgreSQL restart, crash or failover from ending the process. node-postgres reports a
@@ -13,7 +18,7 @@ export const connectTimeoutMs = 5_000;
  * error (EUNAVAILABLE to the peer). Lost connections are logged once per second at most, with a
  * count, so an outage does not flood the log.
  */
-export function survivePostgresRestarts(pool: pg.Pool, logger: Pick<Logger, 'warn'>): void {
+export function survivePostgresRestarts(pool: PostgresPool, logger: Pick<Logger, 'warn'>): void {
   let lost = 0;
   let lastLog = 0;
   const onLost = (error: Error): void => {
