@@ -134,27 +134,6 @@ export class LeaseRepository {
     return (await this.redis.exists(`${this.prefix}:job:${jobId}:unmet`)) === 1;
   }
 
-  /**
-   * Claims slices for results: the task's job, which slices this worker may report, and the slice
-   * time each claimed one may be credited (its reported time bounded by what the scheduler saw).
-   */
-  async claim(
-    taskId: string, workerId: string, slices: ReadonlyArray<{ sliceIndex: number; elapsedMs: number }>, renewedDeadline: number, bounds: ClaimBounds,
-  ): Promise<Claim> {
-    const args: (string | number)[] = [this.prefix, taskId, workerId, renewedDeadline, bounds.now, bounds.sandboxes, bounds.sliceLimitMs];
-    for (const slice of slices) args.push(slice.sliceIndex, Number.isFinite(slice.elapsedMs) ? slice.elapsedMs : 0);
-    const reply = (await this.scripts.claim(...args)) as (string | number)[];
-    const jobId = reply[0];
-    const n = Number(reply[1]);
-    const claimed: boolean[] = [];
-    const boundedMs: number[] = [];
-    for (let i = 0; i < n; i++) {
-      claimed.push(Number(reply[2 + i]) === 1);
-      boundedMs.push(Number(reply[2 + n + i]) || 0);
-    }
-    return { jobId: jobId ? String(jobId) : null, claimed, boundedMs };
-  }
-
   /** Puts back slices of a task (all when none are named); returns how many went back. */
   async returnSlices(taskId: string, workerId: string, sliceIndexes: number[] = []): Promise<number> {
     return Number(await this.scripts.return(this.prefix, taskId, workerId, ...sliceIndexes));
