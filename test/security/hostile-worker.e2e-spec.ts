@@ -352,25 +352,29 @@ describe('hostile workers (security, e2e)', () => {
         .reverse();
     const liar = await worker('w_liar_00000001', { earnings });
 
-    // 1. A lie with no peers yet: 1e12 ms on slices returned at once is worth what was observed (a few ms).
     const report = async (socket: Socket, tasks: Task[], elapsedMs: number) => {
       for (const task of tasks) {
         await request(socket, 'task:results', { taskId: task.taskId, jobId: job.id, outcomes: task.slices.map((s) => ({ sliceIndex: s.sliceIndex, status: 'ok', elapsedMs, value: s.datum })) });
       }
     };
-    await report(liar, await lease(liar, job.id, 4), 1e12);
-    await waitFor('the four first payments', async () => (await payments()).length === 4, 20_000);
-    // 4 slices: far below their 40 DCC offer; each at most the minimum plus the observed seconds at 1 DCC/s.
-    expect(BigInt(await balance()) < BigInt(units('0.5'))).toBe(true);
-    expect(await metric('commune_payment_time_clamped_total')).toBeGreaterThanOrEqual(4);
-
-    // 2. Honest peers (20 ms slices, really waited), then a slow-walked lie: it waited 1.5 s and claims it, 75x the median.
+    // 1. Honest peers first (20 ms slices, really waited): they set the job's median. (Lies
+    // answered at once first would be kept as samples of a few ms each at their observed time,
+    // and a median of those would make the honest 20 ms slices outliers: timing-dependent.)
     const honest = await worker('w_honest_000001', { earnings: Wallet.createRandom().address });
     for (let round = 0; round < 3; round++) {
       const tasks = await lease(honest, job.id, 4);
       await sleep(20 * slicesOf(tasks).length + 5);
       await report(honest, tasks, 20);
     }
+
+    // 2. A lie: 1e12 ms on slices returned at once is worth what was observed (a few ms).
+    await report(liar, await lease(liar, job.id, 4), 1e12);
+    await waitFor('the four first payments', async () => (await payments()).length === 4, 20_000);
+    // 4 slices: far below their 40 DCC offer; each at most the minimum plus the observed seconds at 1 DCC/s.
+    expect(BigInt(await balance()) < BigInt(units('0.5'))).toBe(true);
+    expect(await metric('commune_payment_time_clamped_total')).toBeGreaterThanOrEqual(4);
+
+    // 3. A slow-walked lie: it waited 1.5 s and claims it, 75x the honest median.
     const outliersBefore = await metric('commune_payment_outliers_total');
     const slow = await lease(liar, job.id, 1);
     await sleep(1500);
