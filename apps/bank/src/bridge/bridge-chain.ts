@@ -121,6 +121,22 @@ export class BridgeChain implements OnModuleDestroy {
     return reported;
   }
 
+  /**
+   * What the node is right now: its chain id and genesis block hash, asked afresh every time (not
+   * the id chainId() verified once), so a chain replaced under a running bank is noticed.
+   */
+  async identity(): Promise<{ chainId: number; genesisHash: string }> {
+    const [chainId, genesis] = await Promise.all([this.provider.send('eth_chainId', []), this.provider.send('eth_getBlockByNumber', ['0x0', false])]);
+    const hash = (genesis as { hash?: unknown } | null)?.hash;
+    if (typeof hash !== 'string' || !/^0x[0-9a-fA-F]{64}$/.test(hash)) throw new CommuneError(ErrorCode.ECHAIN, `the node at ${this.chainConfig.rpcUrl} gave no genesis block`);
+    return { chainId: Number(BigInt(chainId as string)), genesisHash: hash.toLowerCase() };
+  }
+
+  /** After the bridge moved to a new chain: check the chain id, the vault's code and its operator again. */
+  forgetVerification(): void {
+    this.verifiedChainId = null;
+  }
+
   async latestBlock(): Promise<number> {
     return this.provider.getBlockNumber();
   }

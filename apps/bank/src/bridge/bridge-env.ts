@@ -22,6 +22,13 @@ export const BridgeEnvSchema = z.object({
   BRIDGE_CHAIN_ID: positiveInt().optional(),
   /** First block the deposit watcher reads (the vault's deployment block). */
   BRIDGE_START_BLOCK: z.coerce.number().int().nonnegative().optional(),
+  /**
+   * 1: the chain is a dev chain (scripts/start.mjs, compose, deploy/dev-chain): when the node turns
+   * out to be a new chain (another genesis block), the bridge drops its state about the old one and
+   * goes on with the new one, saying so once. Otherwise a new chain stops the bridge until the
+   * node is the right chain again.
+   */
+  BRIDGE_DEV_CHAIN: z.enum(['true', 'false', '1', '0', '']).default('0'),
   /** Blocks on top of a block before the bridge treats it as final (deposits credited, withdrawals confirmed). */
   BRIDGE_CONFIRMATIONS: z.coerce.number().int().min(0).max(10_000).default(3),
   /** How often the deposit watcher and the withdrawal sender run. */
@@ -75,6 +82,8 @@ export interface BridgeTuning {
   maxWithdrawalsPerRun: number;
   rpcTimeoutMs: number;
   withdrawGasLimit: number;
+  /** BRIDGE_DEV_CHAIN: a new chain resets the bridge's chain state instead of stopping the bridge. */
+  devChain: boolean;
 }
 
 export type BridgeSettings = ({ enabled: true; chain: BridgeChainSettings } | { enabled: false; reason: string }) & BridgeTuning;
@@ -101,6 +110,7 @@ export function loadBridgeSettings(source: Record<string, string | undefined> = 
     maxWithdrawalsPerRun: env.BRIDGE_MAX_WITHDRAWALS_PER_RUN,
     rpcTimeoutMs: env.BRIDGE_RPC_TIMEOUT_MS,
     withdrawGasLimit: env.BRIDGE_WITHDRAW_GAS_LIMIT,
+    devChain: env.BRIDGE_DEV_CHAIN === '1' || env.BRIDGE_DEV_CHAIN === 'true',
   };
   const explicitlyEnabled = env.BRIDGE_ENABLED === undefined ? undefined : env.BRIDGE_ENABLED === 'true' || env.BRIDGE_ENABLED === '1';
   if (explicitlyEnabled === false) return { enabled: false, reason: 'BRIDGE_ENABLED is false', ...tuning };

@@ -7,6 +7,7 @@ import { BridgeConsumer } from './bridge.consumer.js';
 import { BridgeMetrics } from './bridge-metrics.js';
 import { BridgeQueue } from './bridge.queue.js';
 import { BridgeRepository } from './bridge.repository.js';
+import { ChainIdentityGuard } from './chain-identity.service.js';
 import { DepositWatcher } from './deposit-watcher.service.js';
 import { BRIDGE_LEDGER } from './domain/bridge-ledger.js';
 import { WithdrawalSender } from './withdrawal-sender.service.js';
@@ -47,6 +48,7 @@ export class BridgeModule {
         BridgeRepository,
         BridgeChain,
         BridgeMetrics,
+        ChainIdentityGuard,
         BridgeQueue,
         DepositWatcher,
         WithdrawalSender,

@@ -4,7 +4,11 @@ import { Inject, Injectable } from '@nestjs/common';
 import type pg from 'pg';
 import { BANK_ENV, type BankEnv } from '../config/env.js';
 import { PrismaService } from '../database/prisma.service.js';
+import type { ChainIdentity, DepositKeyFormat, RecordedChain } from './domain/chain-identity.js';
 import type { WithdrawalRecord, WithdrawalStatus } from './domain/withdrawal.js';
+
+/** Cursor positions kept per cursor (bridge_anchors): where to read again from after a deep reorganisation. */
+export const ANCHORS_KEPT = 64;
 
 /**
  * bridge-schema.sql next to this file (tests run src/) or, from dist/bridge/, in src/bridge/
@@ -20,7 +24,12 @@ export function bridgeSchemaFile(): string {
 
 export interface DepositRow {
   chainId: number;
+  /** Null only on rows older than bridge_chain that a dev-chain reset left behind. */
+  genesisHash: string | null;
   txHash: string;
+  /** Its place among the vault's Deposited events of its transaction. */
+  ordinal: number;
+  /** Where the bank first saw it. */
   logIndex: number;
   blockNumber: number;
   blockHash: string;
@@ -29,7 +38,32 @@ export interface DepositRow {
   from: string;
   ledgerAccount: string;
   amount: string;
-  transferId: string;
+  /** The mint's idempotency key, fixed when the row is written. */
+  ledgerKey: string;
+  /** Null until the ledger has credited it. */
+  transferId: string | null;
+}
+
+const depositColumns = `chain_id, genesis_hash, tx_hash, ordinal, log_index, block_number, block_hash, vault, deposit_id::text AS deposit_id, from_address,
+  ledger_account, amount::text AS amount, ledger_key, transfer_id`;
+
+function toDepositRow(row: Record<string, unknown>): DepositRow {
+  return {
+    chainId: Number(row.chain_id),
+    genesisHash: row.genesis_hash as string | null,
+    txHash: row.tx_hash as string,
+    ordinal: row.ordinal as number,
+    logIndex: row.log_index as number,
+    blockNumber: Number(row.block_number),
+    blockHash: row.block_hash as string,
+    vault: row.vault as string,
+    depositId: row.deposit_id as string,
+    from: row.from_address as string,
+    ledgerAccount: row.ledger_account as string,
+    amount: row.amount as string,
+    ledgerKey: row.ledger_key as string,
+    transferId: row.transfer_id as string | null,
+  };
 }
 
 export interface Cursor {
@@ -174,7 +208,92 @@ export class BridgeRepository {
     }
   }
 
-  // ---------------------------------------------------------------- cursors and deposits
+  /** Runs `work` in one Postgres transaction on one connection. */
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const value = await work(client);
+      await client.query('COMMIT');
+      return value;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  // ---------------------------------------------------------------- the chain's identity
+
+  async recordedChain(): Promise<RecordedChain | null> {
+    const result = await this.pool.query('SELECT chain_id, genesis_hash, vault, deposit_keys, resets FROM bridge_chain WHERE id = 1');
+    const row = result.rows[0];
+    if (!row) return null;
+    return { chainId: Number(row.chain_id), genesisHash: row.genesis_hash, vault: row.vault, depositKeys: row.deposit_keys as DepositKeyFormat, resets: row.resets };
+  }
+
+  /**
+   * The newest block the bridge read as final before it recorded its chain (a bank upgraded in
+   * place): its deposit cursor's, else its newest credited deposit's. Null: it never read any.
+   */
+  async legacyFinalBlock(): Promise<{ blockNumber: number; blockHash: string } | null> {
+    const cursor = await this.pool.query(
+      "SELECT block_number, block_hash FROM bridge_cursors WHERE name LIKE 'deposits:%' AND block_hash IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+    );
+    const row = cursor.rows[0] ?? (await this.pool.query('SELECT block_number, block_hash FROM bridge_deposits WHERE genesis_hash IS NULL ORDER BY block_number DESC LIMIT 1')).rows[0];
+    return row ? { blockNumber: Number(row.block_number), blockHash: row.block_hash } : null;
+  }
+
+  /**
+   * Records the chain the bridge's state is about, once (a concurrent first record wins). With
+   * `adoptLegacy`, deposits recorded before identities are declared to be this chain's.
+   */
+  async recordChain(identity: ChainIdentity, depositKeys: DepositKeyFormat, adoptLegacy: boolean): Promise<void> {
+    await this.transaction(async (client) => {
+      await client.query(
+        `INSERT INTO bridge_chain (id, chain_id, genesis_hash, vault, deposit_keys) VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
+        [identity.chainId, identity.genesisHash, identity.vault, depositKeys],
+      );
+      if (adoptLegacy) await client.query('UPDATE bridge_deposits SET genesis_hash = $2 WHERE genesis_hash IS NULL AND chain_id = $1', [identity.chainId, identity.genesisHash]);
+    });
+  }
+
+  async recordVault(vault: string): Promise<void> {
+    await this.pool.query('UPDATE bridge_chain SET vault = $1, updated_at = now() WHERE id = 1', [vault]);
+  }
+
+  /**
+   * Moves the bridge to a new dev chain, in one transaction: the new chain is recorded (its
+   * deposits keyed with its genesis), the deposit cursors and anchors of the old one are dropped
+   * (the watcher reads the new chain from the start block), and every open withdrawal that was
+   * signed for the old chain goes back to `pending` without a transaction, to be signed afresh for
+   * the new one (withdrawal-sender.service.ts: nonces, fees and the payment are the new chain's).
+   * The ledger is not touched: credits and holds stay. Deposit rows of the old chain stay as
+   * history; their genesis keeps them apart from the new chain's.
+   */
+  async resetForNewChain(identity: ChainIdentity, reason: string): Promise<{ cursors: number; withdrawals: number }> {
+    return this.transaction(async (client) => {
+      await client.query(
+        `INSERT INTO bridge_chain (id, chain_id, genesis_hash, vault, deposit_keys) VALUES (1, $1, $2, $3, 'chain')
+         ON CONFLICT (id) DO UPDATE SET chain_id = EXCLUDED.chain_id, genesis_hash = EXCLUDED.genesis_hash, vault = EXCLUDED.vault,
+           deposit_keys = 'chain', resets = bridge_chain.resets + 1, recorded_at = now(), updated_at = now()`,
+        [identity.chainId, identity.genesisHash, identity.vault],
+      );
+      const cursors = await client.query("DELETE FROM bridge_cursors WHERE name LIKE 'deposits:%'");
+      await client.query("DELETE FROM bridge_anchors WHERE name LIKE 'deposits:%'");
+      const withdrawals = await client.query(
+        `UPDATE bridge_withdrawals SET status = 'pending', nonce = NULL, tx_hash = NULL, raw_tx = NULL, accepted = false, rejections = 0,
+           replacements = 0, resends = 0, cancelling = false, last_broadcast_at = NULL, block_number = NULL, signed_at_block = NULL,
+           error = $1, updated_at = now()
+         WHERE status IN ('pending', 'sent') AND nonce IS NOT NULL`,
+        [`signed for a chain that is gone (${reason}); to be signed again for the new one`.slice(0, 500)],
+      );
+      return { cursors: cursors.rowCount ?? 0, withdrawals: withdrawals.rowCount ?? 0 };
+    });
+  }
+
+  // ---------------------------------------------------------------- cursors and anchors
 
   async cursor(name: string): Promise<Cursor | null> {
     const result = await this.pool.query<{ block_number: string; block_hash: string | null }>('SELECT block_number, block_hash FROM bridge_cursors WHERE name = $1', [name]);
@@ -182,46 +301,96 @@ export class BridgeRepository {
     return row ? { blockNumber: Number(row.block_number), blockHash: row.block_hash } : null;
   }
 
+  /** Moves the cursor and keeps its position as an anchor (the newest ANCHORS_KEPT of them). */
   async saveCursor(name: string, cursor: Cursor): Promise<void> {
     await this.pool.query(
       `INSERT INTO bridge_cursors (name, block_number, block_hash) VALUES ($1, $2, $3)
        ON CONFLICT (name) DO UPDATE SET block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, updated_at = now()`,
       [name, cursor.blockNumber, cursor.blockHash],
     );
-  }
-
-  async depositRecorded(chainId: number, txHash: string, logIndex: number): Promise<boolean> {
-    const result = await this.pool.query('SELECT 1 FROM bridge_deposits WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3', [chainId, txHash.toLowerCase(), logIndex]);
-    return (result.rowCount ?? 0) > 0;
-  }
-
-  async recordDeposit(row: DepositRow): Promise<void> {
+    if (cursor.blockHash === null) return;
     await this.pool.query(
-      `INSERT INTO bridge_deposits (chain_id, tx_hash, log_index, block_number, block_hash, vault, deposit_id, from_address, ledger_account, amount, transfer_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
-      [row.chainId, row.txHash.toLowerCase(), row.logIndex, row.blockNumber, row.blockHash, row.vault, row.depositId, row.from, row.ledgerAccount, row.amount, row.transferId],
+      `INSERT INTO bridge_anchors (name, block_number, block_hash) VALUES ($1, $2, $3)
+       ON CONFLICT (name, block_number) DO UPDATE SET block_hash = EXCLUDED.block_hash`,
+      [name, cursor.blockNumber, cursor.blockHash],
     );
+    await this.pool.query(
+      `DELETE FROM bridge_anchors WHERE name = $1 AND block_number <
+         (SELECT block_number FROM bridge_anchors WHERE name = $1 ORDER BY block_number DESC OFFSET $2 LIMIT 1)`,
+      [name, ANCHORS_KEPT - 1],
+    );
+  }
+
+  /** Anchors below `blockNumber`, newest first. */
+  async anchorsBelow(name: string, blockNumber: number): Promise<Cursor[]> {
+    const result = await this.pool.query('SELECT block_number, block_hash FROM bridge_anchors WHERE name = $1 AND block_number < $2 ORDER BY block_number DESC LIMIT $3', [
+      name,
+      blockNumber,
+      ANCHORS_KEPT,
+    ]);
+    return result.rows.map((row) => ({ blockNumber: Number(row.block_number), blockHash: row.block_hash }));
+  }
+
+  /** Puts the cursor back to `base` (null: before the start block) and forgets the anchors above it. */
+  async rewindCursor(name: string, base: Cursor | null): Promise<void> {
+    await this.transaction(async (client) => {
+      if (base) {
+        await client.query('UPDATE bridge_cursors SET block_number = $2, block_hash = $3, updated_at = now() WHERE name = $1', [name, base.blockNumber, base.blockHash]);
+        await client.query('DELETE FROM bridge_anchors WHERE name = $1 AND block_number > $2', [name, base.blockNumber]);
+      } else {
+        await client.query('DELETE FROM bridge_cursors WHERE name = $1', [name]);
+        await client.query('DELETE FROM bridge_anchors WHERE name = $1', [name]);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- deposits
+
+  /** The deposit (chain, genesis, transaction, ordinal), credited or being credited, if the bank has taken it on. */
+  async deposit(chainId: number, genesisHash: string, txHash: string, ordinal: number): Promise<DepositRow | null> {
+    const result = await this.pool.query(`SELECT ${depositColumns} FROM bridge_deposits WHERE chain_id = $1 AND genesis_hash = $2 AND tx_hash = $3 AND ordinal = $4`, [
+      chainId,
+      genesisHash,
+      txHash.toLowerCase(),
+      ordinal,
+    ]);
+    return result.rows[0] ? toDepositRow(result.rows[0]) : null;
+  }
+
+  /** Takes a deposit on before it is credited; the row already there when another scan wrote it first. */
+  async insertDeposit(row: Omit<DepositRow, 'transferId'> & { genesisHash: string }): Promise<DepositRow> {
+    const inserted = await this.pool.query(
+      `INSERT INTO bridge_deposits (chain_id, genesis_hash, tx_hash, ordinal, log_index, block_number, block_hash, vault, deposit_id, from_address, ledger_account, amount, ledger_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING ${depositColumns}`,
+      [
+        row.chainId,
+        row.genesisHash,
+        row.txHash.toLowerCase(),
+        row.ordinal,
+        row.logIndex,
+        row.blockNumber,
+        row.blockHash,
+        row.vault,
+        row.depositId,
+        row.from,
+        row.ledgerAccount,
+        row.amount,
+        row.ledgerKey,
+      ],
+    );
+    if (inserted.rows[0]) return toDepositRow(inserted.rows[0]);
+    const existing = await this.deposit(row.chainId, row.genesisHash, row.txHash, row.ordinal);
+    if (!existing) throw new Error(`deposit ${row.txHash}#${row.ordinal} conflicts with another row under ledger key ${row.ledgerKey}`);
+    return existing;
+  }
+
+  async markDepositCredited(ledgerKey: string, transferId: string): Promise<void> {
+    await this.pool.query('UPDATE bridge_deposits SET transfer_id = $2, credited_at = now() WHERE ledger_key = $1', [ledgerKey, transferId]);
   }
 
   async depositsOf(ledgerAccount: string, limit: number): Promise<DepositRow[]> {
-    const result = await this.pool.query(
-      `SELECT chain_id, tx_hash, log_index, block_number, block_hash, vault, deposit_id::text, from_address, ledger_account, amount::text, transfer_id
-       FROM bridge_deposits WHERE ledger_account = $1 ORDER BY credited_at DESC LIMIT $2`,
-      [ledgerAccount, limit],
-    );
-    return result.rows.map((row) => ({
-      chainId: Number(row.chain_id),
-      txHash: row.tx_hash,
-      logIndex: row.log_index,
-      blockNumber: Number(row.block_number),
-      blockHash: row.block_hash,
-      vault: row.vault,
-      depositId: row.deposit_id,
-      from: row.from_address,
-      ledgerAccount: row.ledger_account,
-      amount: row.amount,
-      transferId: row.transfer_id,
-    }));
+    const result = await this.pool.query(`SELECT ${depositColumns} FROM bridge_deposits WHERE ledger_account = $1 ORDER BY credited_at DESC LIMIT $2`, [ledgerAccount, limit]);
+    return result.rows.map(toDepositRow);
   }
 
   // ---------------------------------------------------------------- withdrawals

@@ -5,6 +5,7 @@ import { BRIDGE_SETTINGS, type BridgeSettings } from './bridge-env.js';
 import { BridgeChain } from './bridge-chain.js';
 import { BridgeMetrics } from './bridge-metrics.js';
 import { BridgeRepository, type WithdrawalPatch } from './bridge.repository.js';
+import { ChainIdentityGuard } from './chain-identity.service.js';
 import { BRIDGE_LEDGER, type BridgeLedger } from './domain/bridge-ledger.js';
 import { maxHoldLifetimeMs } from './withdrawals.service.js';
 import {
@@ -46,6 +47,7 @@ export class WithdrawalSender {
     private readonly chain: BridgeChain,
     private readonly repository: BridgeRepository,
     private readonly metrics: BridgeMetrics,
+    private readonly guard: ChainIdentityGuard,
   ) {}
 
   /** One pass; null when another process is the sender right now. */
@@ -58,6 +60,8 @@ export class WithdrawalSender {
     const open = await this.repository.openWithdrawals(this.settings.maxWithdrawalsPerRun);
     const report: SenderReport = { open: open.length, steps: [] };
     if (open.length === 0) return report;
+    // Nothing is signed or sent for a chain the bridge's state is not about (chain-identity.service.ts).
+    if (!(await this.guard.verify('withdrawals'))) return report;
     await this.chain.chainId();
     const view = await this.readChain();
     // A signed transaction the node has not taken blocks new signatures: a later nonce would wait behind its gap.

@@ -3,7 +3,11 @@
  * `confirmations` blocks deep. Pure helpers of the watcher.
  */
 
-/** The ledger's idempotency key of one deposit event: a chain event is credited at most once. */
+/**
+ * The ledger key deposits had before the bank recorded its chain's identity, and still have on the
+ * chain such a bank had already credited deposits on (DepositKeyFormat 'legacy' in
+ * chain-identity.ts, where the key is chosen: depositLedgerKey).
+ */
 export function depositKey(chainId: number, transactionHash: string, logIndex: number): string {
   return `deposit:${chainId}:${transactionHash.toLowerCase()}:${logIndex}`;
 }
