@@ -5,11 +5,15 @@ import {
   DeployReplySchema,
   ErrorCode,
   ErrorReplySchema,
+  JobAcceptedEventSchema,
   JobConsoleEventSchema,
   JobCustomEventSchema,
   JobEndEventSchema,
+  JobEventPageSchema,
+  JobEventsReplySchema,
   JobResultsEventSchema,
   JobSliceErrorEventSchema,
+  JobStatusEventSchema,
   JobStatusSchema,
   Namespaces,
   OwnerRequestHeaders,
@@ -26,6 +30,9 @@ import {
   type CustomEvent,
   type DeployRequest,
   type JobActionRequest,
+  type JobEventCursor,
+  type JobEventEntry,
+  type JobEventPage,
   type JobStatus,
   type ResultsPage,
   type SchedulerToClientEvents,
@@ -34,6 +41,7 @@ import {
   StateChangeEventSchema,
   StateSnapshotReplySchema,
 } from '@commune/protocol';
+import { JobEventOrder, type OrderedEvent } from './job-event-order.js';
 
 /**
  * The SDK's link to a scheduler: the `/client` socket.io namespace for deploys, actions and
@@ -44,7 +52,14 @@ import {
  * at a time and moves to the next when the one it is on dies (connection refused or closed, no
  * ping within the server's ping timeout, a request unanswered within ackTimeoutMs): it connects
  * to the next URL, follows its jobs there again (subscribe with their read tokens) and tells
- * their handles (`onDisconnect`, `onReconnect`), which fetch the results they missed.
+ * their handles (`onDisconnect`, `onReconnect`).
+ *
+ * A job's events reach its handles in the order of the job's event log (JobEventOrder): the
+ * re-subscribe after a reconnect asks for the events after the last one delivered (`since`) and
+ * delivers them before any newer one; a hole in the live events is fetched from the log. Only
+ * when the log no longer has what was missed (the scheduler's Redis lost it, or it was trimmed)
+ * do the handles read status and results again over REST (`onReconnect` without `caughtUp`, or
+ * `onEventsMissed`).
  */
 
 /** The part of a job's status the SDK acts on: JobStatus from the scheduler, or a local run's. */
@@ -63,14 +78,26 @@ export interface JobEventSink {
   onStateChange?(version: number, state: string): void;
   /** The link lost its scheduler (once per outage): events may be missed until onReconnect. */
   onDisconnect?(event: LinkEvent): void;
-  /** The link follows the job again, on `event.scheduler`, after an onDisconnect. Events sent meanwhile were not delivered. */
+  /**
+   * The link follows the job again, on `event.scheduler`, after an onDisconnect. With
+   * `event.caughtUp` the events sent meanwhile follow (from the job's event log, results
+   * included); without it some may be lost: read what they carried (results) again.
+   */
   onReconnect?(event: LinkEvent): void;
+  /**
+   * Some of the job's events were lost while the link stayed up (the scheduler's Redis lost the
+   * job's event log, or a hole could not be fetched): read its results again; the status follows
+   * as onStatus (and onEnd when it ended). The events after the loss are delivered as they come.
+   */
+  onEventsMissed?(): void;
 }
 
 /** What onDisconnect / onReconnect say: the scheduler URL concerned and, for a disconnect, why. */
 export interface LinkEvent {
   scheduler: string;
   reason?: string;
+  /** onReconnect: every event missed while away is delivered after this (replayed from the job's event log). */
+  caughtUp?: boolean;
 }
 
 export interface DeployAccepted {
@@ -134,6 +161,10 @@ export interface ConnectionOptions {
   requestTimeoutMs?: number;
   /** Events held for jobs whose deploy is not acknowledged yet, over all such jobs. */
   maxHeldEvents?: number;
+  /** Per job, events held while an earlier one is awaited or fetched from the job's event log (see JobEventOrder). */
+  maxOutOfOrderEvents?: number;
+  /** How long an event that came before its predecessor waits for it before the hole is fetched from the log. */
+  eventHoleWaitMs?: number;
   /** For tests: makes the socket instead of socket.io-client. */
   socketFactory?: (url: string) => ClientSocket;
 }
@@ -146,7 +177,9 @@ export interface RequestSigner {
   signMessage(message: string): Promise<string>;
 }
 
-const defaults = { ackTimeoutMs: 30_000, requestTimeoutMs: 30_000, maxHeldEvents: 100_000 } as const;
+const defaults = { ackTimeoutMs: 30_000, requestTimeoutMs: 30_000, maxHeldEvents: 100_000, maxOutOfOrderEvents: 1000, eventHoleWaitMs: 500 } as const;
+/** Fetches of one hole in a job's events that may fail in a row before those events count as missed. */
+const maxHoleFetchAttempts = 3;
 /**
  * With several scheduler URLs: after every URL failed in a row, wait this long (doubling per
  * round, at most failoverMaxDelayMs) before the next round; within a round the next URL is tried at once.
@@ -167,6 +200,12 @@ const frameAllowance = 1024;
 const serverDisconnectRetryMs = 1_000;
 
 type HeldEvent = (sink: JobEventSink) => void;
+/** A job event as it arrived: the job, its place in the job's event log, and how to deliver it. */
+interface RoutedEvent {
+  jobId: string;
+  cursor?: JobEventCursor;
+  deliver: HeldEvent;
+}
 
 export class SchedulerConnection implements SchedulerLink {
   /** Every scheduler URL, in the order given; `url` is the one in use. */
@@ -190,7 +229,7 @@ export class SchedulerConnection implements SchedulerLink {
   private readonly followedStates = new Set<string>();
   /** Each job's read token (from its deploy, a read grant or the program): sent with every read of the job. */
   private readonly readTokens = new Map<string, string>();
-  private readonly held = new Map<string, HeldEvent[]>();
+  private readonly held = new Map<string, RoutedEvent[]>();
   private heldCount = 0;
   private pendingDeploys = 0;
   private pendingActions = 0;
@@ -254,15 +293,9 @@ export class SchedulerConnection implements SchedulerLink {
         }, serverDisconnectRetryMs);
       }
     });
-    this.listen(socket, 'job:status', JobStatusSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onStatus(event) }));
-    this.listen(socket, 'job:results', JobResultsEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onResults(event.results) }));
-    this.listen(socket, 'job:console', JobConsoleEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onConsole(event.entries) }));
-    this.listen(socket, 'job:custom', JobCustomEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onCustom(event.events) }));
-    this.listen(socket, 'job:slice-error', JobSliceErrorEventSchema, (event) => ({
-      jobId: event.jobId,
-      deliver: (sink) => sink.onSliceError(event.sliceIndex, event.error),
-    }));
-    this.listen(socket, 'job:end', JobEndEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onEnd(event.status) }));
+    for (const name of Object.keys(jobEventRoutes) as Array<JobEventEntry['name']>) {
+      this.listen(socket, name, jobEventSchemas[name], (event) => routeJobEvent({ name, event } as JobEventEntry));
+    }
     this.listen(socket, 'state:change', StateChangeEventSchema, (event) => ({ jobId: event.jobId, deliver: (sink) => sink.onStateChange?.(event.version, event.state) }));
     this.socket = socket;
     return socket;
@@ -272,7 +305,7 @@ export class SchedulerConnection implements SchedulerLink {
     socket: ClientSocket,
     name: keyof SchedulerToClientEvents,
     schema: S,
-    route: (event: z.infer<S>) => { jobId: string; deliver: HeldEvent },
+    route: (event: z.infer<S>) => RoutedEvent,
   ): void {
     (socket.on as (name: string, listener: (raw: unknown) => void) => void)(name, (raw: unknown) => {
       const parsed = schema.safeParse(raw);
@@ -280,15 +313,15 @@ export class SchedulerConnection implements SchedulerLink {
         process.emitWarning(`@commune/client ignored a malformed ${name} from ${this.url.href}: ${parsed.error.message}`);
         return;
       }
-      const { jobId, deliver } = route(parsed.data);
-      this.dispatch(jobId, deliver);
+      this.dispatch(route(parsed.data));
     });
   }
 
-  private dispatch(jobId: string, deliver: HeldEvent): void {
-    const sink = this.sinks.get(jobId);
-    if (sink) {
-      deliver(sink);
+  private dispatch(event: RoutedEvent): void {
+    const { jobId } = event;
+    const hub = this.sinks.get(jobId);
+    if (hub) {
+      hub.order.offer(toOrdered(event, hub));
       return;
     }
     // The scheduler joins us to a job's room before it acks the deploy, so a job's first
@@ -296,7 +329,7 @@ export class SchedulerConnection implements SchedulerLink {
     // are fetched over REST when the job ends, so dropping never loses one.
     if (this.pendingDeploys === 0 || this.heldCount >= this.options.maxHeldEvents) return;
     const list = this.held.get(jobId) ?? [];
-    list.push(deliver);
+    list.push(event);
     this.held.set(jobId, list);
     this.heldCount++;
   }
@@ -335,31 +368,76 @@ export class SchedulerConnection implements SchedulerLink {
     }, delayMs);
   }
 
-  /** After a reconnect the socket is in no room: rejoin every job in flight and catch up on its status. */
+  /**
+   * After a reconnect the socket is in no room: rejoin every job in flight, from the last event
+   * delivered (`since`), and catch up: the events missed meanwhile in order, then the status.
+   */
   private resubscribe(socket: ClientSocket): void {
     const wasDown = this.down;
     this.down = false;
     const scheduler = this.url.href;
-    for (const jobId of this.sinks.keys()) {
+    for (const [jobId, hub] of this.sinks) {
+      // A follow() whose own subscribe is on its way sets the job's place in the log itself.
+      if (hub.following > 0) continue;
+      const since = hub.order.position();
+      const token = hub.order.suspend();
+      const request = { ...this.readAccessOf(jobId), jobId, ...(hub.wantsResults ? {} : { results: false }), ...(since ? { since } : {}) };
       socket
         .timeout(this.options.ackTimeoutMs)
-        .emitWithAck('subscribe', { ...this.readAccessOf(jobId), ...(this.sinks.get(jobId)?.wantsResults === false ? { jobId, results: false } : { jobId }) })
-        // A refused re-subscribe (the job is gone from the scheduler's live state) still leaves
-        // its status readable over REST: settle the job from that rather than wait forever.
-        .then(async (reply: unknown) => parseStatusReply(reply) ?? (await this.getStatus(jobId)))
-        .then((status) => {
-          const sink = this.sinks.get(jobId);
-          if (!sink) return;
-          if (wasDown) sink.onReconnect({ scheduler });
-          sink.onStatus(status);
-          if (status.runStatus !== 'running' && status.runStatus !== 'paused') sink.onEnd(status);
+        .emitWithAck('subscribe', request)
+        .then(async (reply: unknown) => {
+          const status = parseStatusReply(reply);
+          // A refused re-subscribe (the job is gone from the scheduler's live state) still leaves
+          // its status readable over REST: settle the job from that rather than wait forever.
+          if (!status) return { status: await this.getStatus(jobId), page: undefined };
+          const page = JobEventPageSchema.safeParse((reply as { events?: unknown }).events);
+          return { status, page: page.success ? page.data : undefined };
+        })
+        .then(async ({ status, page }) => {
+          if (this.sinks.get(jobId) !== hub) return;
+          if (wasDown) hub.onReconnect({ scheduler, caughtUp: since !== undefined && page !== undefined && !page.gap });
+          hub.onStatus(status);
+          // The missed events go out before the end, so a handle hears them all before `complete`.
+          if (since && page) await hub.order.catchUp(page, false, token);
+          else hub.order.resume(page ? page.cursor : undefined, token);
+          if (this.sinks.get(jobId) !== hub) return;
+          if (status.runStatus !== 'running' && status.runStatus !== 'paused') hub.onEnd(status);
           else if (this.followedStates.has(jobId)) this.refollowState(socket, jobId);
         })
         .catch(() => {
           // A failed re-subscribe is retried on the next reconnect; the end-of-job REST
-          // fetch recovers any results missed meanwhile.
+          // fetch recovers any results missed meanwhile. Meanwhile events go on in order.
+          if (this.sinks.get(jobId) === hub) hub.order.resume(since, token);
         });
     }
+  }
+
+  /** The next page of a job's event log after `since` (job:events on the socket in use). */
+  private async fetchEvents(jobId: string, since: JobEventCursor): Promise<JobEventPage> {
+    const socket = this.socket;
+    if (!socket?.connected) throw new CommuneError(ErrorCode.ESCHEDULER, 'not connected');
+    const raw: unknown = await socket.timeout(this.options.ackTimeoutMs).emitWithAck('job:events', { jobId, since, ...this.readAccessOf(jobId) });
+    const reply = JobEventsReplySchema.safeParse(raw);
+    if (!reply.success) throw new CommuneError(ErrorCode.ESCHEDULER, `malformed job:events reply: ${reply.error.message}`);
+    if (!reply.data.ok) throw replyError(reply.data);
+    return reply.data.events;
+  }
+
+  /**
+   * Events of a job were lost while the link stayed up: its handles read the results again
+   * (onEventsMissed) and get the status from REST, the end too when it ended.
+   */
+  private eventsMissed(jobId: string, hub: SinkHub): void {
+    hub.onEventsMissed();
+    this.getStatus(jobId)
+      .then((status) => {
+        if (this.sinks.get(jobId) !== hub) return;
+        hub.onStatus(status);
+        if (status.runStatus !== 'running' && status.runStatus !== 'paused') hub.onEnd(status);
+      })
+      .catch(() => {
+        // The next event, reconnect or the end of the job brings the status.
+      });
   }
 
   /** The state room is per socket too: join it again and take the state as it is now (changes may have been missed). */
@@ -487,27 +565,33 @@ export class SchedulerConnection implements SchedulerLink {
     }
   }
 
-  private hubOf(jobId: string): SinkHub {
+  /** The job's hub; a new one starts its event order `fresh` (a deploy: its log begins at seq 1) or `awaiting` (a follow: its subscribe says where the log stands). */
+  private hubOf(jobId: string, phase: 'fresh' | 'awaiting'): SinkHub {
     let hub = this.sinks.get(jobId);
     if (!hub) {
-      hub = new SinkHub();
+      const created: SinkHub = new SinkHub((members) => new JobEventOrder({
+        fetch: (since) => this.fetchEvents(jobId, since),
+        missed: () => this.eventsMissed(jobId, created),
+        fromPage: (entry) => (entry.event.jobId === jobId ? toOrdered(routeJobEvent(entry), members) : null),
+      }, { maxOutOfOrderEvents: this.options.maxOutOfOrderEvents, holeWaitMs: this.options.eventHoleWaitMs, maxFetchAttempts: maxHoleFetchAttempts }, phase));
+      hub = created;
       this.sinks.set(jobId, hub);
     }
     return hub;
   }
 
   attach(jobId: string, sink: JobEventSink, options: { results?: boolean } = {}): void {
-    const hub = this.hubOf(jobId);
+    const hub = this.hubOf(jobId, 'fresh');
     hub.members.set(sink, options.results !== false);
     this.pendingDeploys = Math.max(0, this.pendingDeploys - 1);
     const held = this.held.get(jobId);
     if (held) {
       this.held.delete(jobId);
       this.heldCount -= held.length;
-      // Held events arrived for the deploying handle only.
-      for (const deliver of held) {
+      // Held events arrived for the deploying handle: they go through the job's order like any other.
+      for (const event of held) {
         if (this.sinks.get(jobId) !== hub || !hub.members.has(sink)) break;
-        deliver(sink);
+        hub.order.offer(toOrdered(event, hub));
       }
     }
     if (this.pendingDeploys === 0) this.clearHeld();
@@ -534,20 +618,29 @@ export class SchedulerConnection implements SchedulerLink {
   }
 
   async follow(jobId: string, sink: JobEventSink, results: boolean, owner?: RequestSigner): Promise<JobStatus> {
-    const hub = this.hubOf(jobId);
+    const fresh = !this.sinks.has(jobId);
+    const hub = this.hubOf(jobId, 'awaiting');
     hub.members.set(sink, results);
+    hub.following++;
     try {
       const access = this.readTokens.has(jobId) || !owner ? this.readAccessOf(jobId) : await this.readGrant(jobId, owner);
       const raw = await this.request<unknown>('subscribe', { ...access, ...(hub.wantsResults ? { jobId } : { jobId, results: false }) });
       const granted = (raw as { readToken?: unknown } | null)?.readToken;
       if (typeof granted === 'string') this.readTokens.set(jobId, granted);
       const status = parseStatusReply(raw);
-      if (status) return status;
+      if (status) {
+        // From where the log stands now: a follower starts with the job's status, not its history.
+        const page = JobEventPageSchema.safeParse((raw as { events?: unknown }).events);
+        if (fresh) hub.order.resume(page.success ? page.data.cursor : undefined);
+        return status;
+      }
       const error = ErrorReplySchema.safeParse(raw);
       throw error.success ? replyError(error.data) : new CommuneError(ErrorCode.ESCHEDULER, 'malformed subscribe reply');
     } catch (error) {
       this.detach(jobId, sink);
       throw error;
+    } finally {
+      hub.following--;
     }
   }
 
@@ -568,6 +661,7 @@ export class SchedulerConnection implements SchedulerLink {
     if (sink) hub.members.delete(sink);
     else hub.members.clear();
     if (hub.members.size > 0) return;
+    hub.order.close();
     this.sinks.delete(jobId);
     this.followedStates.delete(jobId);
     if (this.socket?.connected) this.socket.emit('unsubscribe', { jobId });
@@ -700,10 +794,17 @@ function causeCodeOf(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** Fans a job's events out to every handle following it on one connection. */
+/** Fans a job's events out to every handle following it on one connection, in the order of the job's event log. */
 class SinkHub implements JobEventSink {
   /** Each sink, and whether it wants the job's results pushed. */
   readonly members = new Map<JobEventSink, boolean>();
+  readonly order: JobEventOrder;
+  /** follow() calls whose subscribe is on its way. */
+  following = 0;
+
+  constructor(makeOrder: (hub: SinkHub) => JobEventOrder) {
+    this.order = makeOrder(this);
+  }
 
   get wantsResults(): boolean {
     for (const wants of this.members.values()) if (wants) return true;
@@ -741,6 +842,44 @@ class SinkHub implements JobEventSink {
   onReconnect(event: LinkEvent): void {
     this.#each((sink) => sink.onReconnect?.(event));
   }
+  onEventsMissed(): void {
+    this.#each((sink) => sink.onEventsMissed?.());
+  }
+}
+
+/** The schema each job event is parsed with, live or replayed (the same as JobEventEntrySchema's). */
+const jobEventSchemas = {
+  'job:accepted': JobAcceptedEventSchema,
+  'job:status': JobStatusEventSchema,
+  'job:results': JobResultsEventSchema,
+  'job:console': JobConsoleEventSchema,
+  'job:custom': JobCustomEventSchema,
+  'job:slice-error': JobSliceErrorEventSchema,
+  'job:end': JobEndEventSchema,
+} as const;
+
+/** What each job event does to a handle. */
+const jobEventRoutes: { [N in JobEventEntry['name']]: (event: Extract<JobEventEntry, { name: N }>['event']) => HeldEvent } = {
+  // The deploy's reply already said it; the event keeps its place in the log.
+  'job:accepted': () => () => undefined,
+  'job:status': (event) => (sink) => sink.onStatus(event),
+  // Empty for a socket without the job's results: the event only keeps its place in the log.
+  'job:results': (event) => (sink) => {
+    if (event.results.length > 0) sink.onResults(event.results);
+  },
+  'job:console': (event) => (sink) => sink.onConsole(event.entries),
+  'job:custom': (event) => (sink) => sink.onCustom(event.events),
+  'job:slice-error': (event) => (sink) => sink.onSliceError(event.sliceIndex, event.error),
+  'job:end': (event) => (sink) => sink.onEnd(event.status),
+};
+
+function routeJobEvent(entry: JobEventEntry): RoutedEvent {
+  const deliver = (jobEventRoutes[entry.name] as (event: JobEventEntry['event']) => HeldEvent)(entry.event);
+  return { jobId: entry.event.jobId, cursor: entry.event.cursor, deliver };
+}
+
+function toOrdered(event: RoutedEvent, hub: JobEventSink): OrderedEvent {
+  return { cursor: event.cursor, deliver: () => event.deliver(hub) };
 }
 
 function parseStatusReply(raw: unknown): JobStatus | undefined {

@@ -1039,6 +1039,7 @@ export class Job extends EventEmitter {
       onStateChange: (version, state) => this.#state.apply(version, state),
       onDisconnect: (event) => this.#lostScheduler(event),
       onReconnect: (event) => this.#foundScheduler(run, event),
+      onEventsMissed: () => this.#fetchMissed(run),
       onEnd: (status) => {
         if (this.#ending) return;
         this.#ending = true;
@@ -1082,18 +1083,25 @@ export class Job extends EventEmitter {
   }
 
   /**
-   * The link follows the job again (on this or another replica): `connect`, and results accepted
-   * while it was away, which no event brought, are fetched (collating jobs; others: job.results.fetch()).
+   * The link follows the job again (on this or another replica): `connect`. The events sent while
+   * it was away follow when the link `caughtUp` (replayed from the job's event log, results
+   * included); otherwise results accepted meanwhile, which no event brought, are fetched
+   * (collating jobs; others: job.results.fetch()).
    */
   #foundScheduler(run: RunState, event: LinkEvent): void {
     const since = this.#unreachable?.since;
     this.#clearUnreachable();
     if (this.#ending) return;
     this.emit('connect', { address: this.id as string, scheduler: event.scheduler, downtimeMs: since === undefined ? 0 : Date.now() - since } satisfies ConnectEvent);
-    if (!this.collateResults || run.store.receivedCount >= run.store.total) return;
+    if (!event.caughtUp) this.#fetchMissed(run);
+  }
+
+  /** Results accepted while events were lost, which no event brought, are fetched (collating jobs; others: job.results.fetch()). */
+  #fetchMissed(run: RunState): void {
+    if (this.#ending || !this.collateResults || run.store.receivedCount >= run.store.total) return;
     this.#fetchResults(run, { start: 0, end: run.store.total - 1 }, true, true).catch((error: unknown) => {
       // The end of the job fetches whatever is still missing.
-      process.emitWarning(`@commune/client: fetching the results of job ${String(run.jobId)} missed while disconnected failed: ${(error as Error)?.message ?? String(error)}`);
+      process.emitWarning(`@commune/client: fetching the results of job ${String(run.jobId)} that no event brought failed: ${(error as Error)?.message ?? String(error)}`);
     });
   }
 

@@ -1,6 +1,6 @@
 import type {
-  DeployReply, DeployRequest, ErrorReply, JobActionRequest, JobConsoleEvent, JobCustomEvent, JobEndEvent,
-  ClientStateRead, JobResultsEvent, JobSliceErrorEvent, JobStatus, SubscribeReply, SubscribeRequest, TaskGrant, TaskRequest, TaskResults, TaskResultsAck, TaskReturn,
+  DeployReply, DeployRequest, ErrorReply, JobAcceptedEvent, JobActionRequest, JobConsoleEvent, JobCustomEvent, JobEndEvent, JobEventsReply, JobEventsRequest,
+  ClientStateRead, JobResultsEvent, JobSliceErrorEvent, JobStatus, JobStatusEvent, SubscribeReply, SubscribeRequest, TaskGrant, TaskRequest, TaskResults, TaskResultsAck, TaskReturn,
   WorkerEvents,
 } from './schemas.js';
 import type {
@@ -15,8 +15,10 @@ type Ack<T> = (reply: T) => void;
 /** Events a client sends to the scheduler (`/client`). Every payload is parsed with its schema. */
 export interface ClientToSchedulerEvents {
   deploy: (request: DeployRequest, ack: Ack<DeployReply>) => void;
-  /** Needs the job's read token or the owner's signed grant. */
+  /** Needs the job's read token or the owner's signed grant. With `since`, the reply carries the events missed after that cursor. */
   subscribe: (request: SubscribeRequest, ack: Ack<SubscribeReply>) => void;
+  /** The next page of a job's event log after a cursor (same read access as subscribe): further pages of a catch-up, or a hole in the live events. */
+  'job:events': (request: JobEventsRequest, ack: Ack<JobEventsReply>) => void;
   unsubscribe: (request: { jobId: string }) => void;
   'job:action': (request: JobActionRequest, ack: Ack<({ ok: true } & { status: JobStatus }) | ErrorReply>) => void;
   /** spec "Synchronization" from the client: job.state.set / testAndSet / increment, signed by the owner. */
@@ -28,10 +30,14 @@ export interface ClientToSchedulerEvents {
   'state:unsubscribe': (request: { jobId: string }) => void;
 }
 
-/** Events the scheduler pushes to a job's owner (room `job:<id>`), from any replica. */
+/**
+ * Events the scheduler pushes to a job's owner (room `job:<id>`), from any replica. The job events
+ * carry their `cursor` in the job's event log (see JobEventPageSchema): a client delivers them in
+ * sequence order and asks for any it missed (`job:events`, or `subscribe` with `since`).
+ */
 export interface SchedulerToClientEvents {
-  'job:accepted': (event: { jobId: string; total: number }) => void;
-  'job:status': (event: JobStatus) => void;
+  'job:accepted': (event: JobAcceptedEvent) => void;
+  'job:status': (event: JobStatusEvent) => void;
   'job:results': (event: JobResultsEvent) => void;
   'job:console': (event: JobConsoleEvent) => void;
   'job:custom': (event: JobCustomEvent) => void;

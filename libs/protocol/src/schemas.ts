@@ -437,7 +437,39 @@ export interface JobReadAccess {
  * `results: false` joins the job's events without its results (a non-collating job with no
  * `result` listener). Needs `readToken` or `grant`; a grant is answered with a new read token.
  */
-export const SubscribeRequestSchema = z.object({ jobId: JobIdSchema, results: z.boolean().optional(), ...jobReadAccess });
+// ---------------------------------------------------------------- a job's event stream (resumable)
+// Every job event (accepted, status, results, console, custom, slice error, end) has a place in
+// the job's event log: a sequence number, contiguous per job across replicas, in an epoch that
+// names the log's incarnation (a Redis that lost its data starts a new one). A client that missed
+// events asks for those after its cursor; results come back from PostgreSQL.
+
+/** Bounds of a job's event replay (subscribe `since`, job:events). */
+export const JobEventLimits = {
+  /** Events in one replay page; the reply says `more` when the log holds further ones. */
+  maxEventsPerPage: 500,
+  /**
+   * JSON bytes of the events of one replay page: a page stops before the event that would pass
+   * this (it always carries at least one), so a page stays about one message's size.
+   */
+  maxPageBytes: Limits.maxMessageBytes,
+  /** Characters of an epoch (the scheduler makes 16 hex digits). */
+  maxEpochChars: 64,
+} as const;
+
+/** Where a client stands in a job's event log: the log's epoch and the last sequence number it has. */
+export const JobEventCursorSchema = z.object({
+  epoch: z.string().min(1).max(JobEventLimits.maxEpochChars).regex(/^[0-9a-f]+$/, 'not an epoch'),
+  seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+});
+export type JobEventCursor = z.infer<typeof JobEventCursorSchema>;
+
+/**
+ * `results: false` joins the job's events without its results (a non-collating job with no
+ * `result` listener). Needs `readToken` or `grant`; a grant is answered with a new read token.
+ * `since`: the reply's `events` carry what the log holds after that cursor (a reconnect after
+ * missed events); without it the reply's `events.cursor` says where the log stands now.
+ */
+export const SubscribeRequestSchema = z.object({ jobId: JobIdSchema, results: z.boolean().optional(), since: JobEventCursorSchema.optional(), ...jobReadAccess });
 export type SubscribeRequest = z.infer<typeof SubscribeRequestSchema>;
 export const UnsubscribeRequestSchema = z.object({ jobId: JobIdSchema });
 
@@ -449,7 +481,10 @@ export type ClientStateRead = z.infer<typeof ClientStateReadSchema>;
 export const ErrorReplySchema = z.object({ ok: z.literal(false), code: z.string(), message: z.string() });
 export type ErrorReply = z.infer<typeof ErrorReplySchema>;
 
-export const SubscribeReplySchema = z.union([z.object({ ok: z.literal(true), status: JobStatusSchema, readToken: ReadTokenSchema.optional() }), ErrorReplySchema]);
+export const SubscribeReplySchema = z.union([
+  z.object({ ok: z.literal(true), status: JobStatusSchema, readToken: ReadTokenSchema.optional(), events: z.lazy(() => JobEventPageSchema).optional() }),
+  ErrorReplySchema,
+]);
 export type SubscribeReply = z.infer<typeof SubscribeReplySchema>;
 export type Reply<T> = ({ ok: true } & T) | ErrorReply;
 
@@ -460,16 +495,63 @@ export const DeployReplySchema = z.union([
 ]);
 export type DeployReply = z.infer<typeof DeployReplySchema>;
 
-export const JobResultsEventSchema = z.object({ jobId: JobIdSchema, results: z.array(SliceResultSchema) });
+// Each job event carries its place in the job's event log (`cursor`); absent only when the
+// scheduler could not write the log (Redis unreachable): such an event is delivered as it comes.
+const eventCursor = { cursor: JobEventCursorSchema.optional() };
+export const JobAcceptedEventSchema = z.object({ jobId: JobIdSchema, total: z.number().int().nonnegative(), ...eventCursor });
+export type JobAcceptedEvent = z.infer<typeof JobAcceptedEventSchema>;
+export const JobStatusEventSchema = JobStatusSchema.extend(eventCursor);
+export type JobStatusEvent = z.infer<typeof JobStatusEventSchema>;
+/**
+ * `results` is empty for a socket that did not ask for the job's results: the event only keeps
+ * its place in the log (its sequence number), so the socket sees no hole there.
+ */
+export const JobResultsEventSchema = z.object({ jobId: JobIdSchema, results: z.array(SliceResultSchema), ...eventCursor });
 export type JobResultsEvent = z.infer<typeof JobResultsEventSchema>;
-export const JobConsoleEventSchema = z.object({ jobId: JobIdSchema, entries: z.array(ConsoleEntrySchema) });
+export const JobConsoleEventSchema = z.object({ jobId: JobIdSchema, entries: z.array(ConsoleEntrySchema), ...eventCursor });
 export type JobConsoleEvent = z.infer<typeof JobConsoleEventSchema>;
-export const JobCustomEventSchema = z.object({ jobId: JobIdSchema, events: z.array(CustomEventSchema) });
+export const JobCustomEventSchema = z.object({ jobId: JobIdSchema, events: z.array(CustomEventSchema), ...eventCursor });
 export type JobCustomEvent = z.infer<typeof JobCustomEventSchema>;
-export const JobSliceErrorEventSchema = z.object({ jobId: JobIdSchema, sliceIndex: SliceIndexSchema, error: SliceErrorSchema });
+export const JobSliceErrorEventSchema = z.object({ jobId: JobIdSchema, sliceIndex: SliceIndexSchema, error: SliceErrorSchema, ...eventCursor });
 export type JobSliceErrorEvent = z.infer<typeof JobSliceErrorEventSchema>;
-export const JobEndEventSchema = z.object({ jobId: JobIdSchema, status: JobStatusSchema });
+export const JobEndEventSchema = z.object({ jobId: JobIdSchema, status: JobStatusSchema, ...eventCursor });
 export type JobEndEvent = z.infer<typeof JobEndEventSchema>;
+
+/** One event of a replay: the socket.io event name and its payload, exactly as it went out live (cursor included). */
+export const JobEventEntrySchema = z.discriminatedUnion('name', [
+  z.object({ name: z.literal('job:accepted'), event: JobAcceptedEventSchema }),
+  z.object({ name: z.literal('job:status'), event: JobStatusEventSchema }),
+  z.object({ name: z.literal('job:results'), event: JobResultsEventSchema }),
+  z.object({ name: z.literal('job:console'), event: JobConsoleEventSchema }),
+  z.object({ name: z.literal('job:custom'), event: JobCustomEventSchema }),
+  z.object({ name: z.literal('job:slice-error'), event: JobSliceErrorEventSchema }),
+  z.object({ name: z.literal('job:end'), event: JobEndEventSchema }),
+]);
+export type JobEventEntry = z.infer<typeof JobEventEntrySchema>;
+export type JobEventName = JobEventEntry['name'];
+
+/**
+ * A page of a job's event log after a cursor. `events` are in sequence order, each with its
+ * cursor. `gap`: events between the asked-for cursor and the first one here are lost (Redis lost
+ * its data, so the epoch changed; they were trimmed past the job's retention; or the log expired):
+ * read the job's status and results again (REST), its console and custom events of that stretch
+ * are gone. `cursor`: where the log stands now (null when Redis holds no log generation at the
+ * moment). `more`: the log holds further events; ask again after the last one here.
+ * Results events carry their values only for sockets that asked for the job's results.
+ */
+export const JobEventPageSchema = z.object({
+  cursor: JobEventCursorSchema.nullable(),
+  gap: z.boolean(),
+  events: z.array(JobEventEntrySchema).max(JobEventLimits.maxEventsPerPage),
+  more: z.boolean(),
+});
+export type JobEventPage = z.infer<typeof JobEventPageSchema>;
+
+/** Client -> scheduler `job:events`: the next page of a job's event log after `since`, with the same read access as subscribe. */
+export const JobEventsRequestSchema = z.object({ jobId: JobIdSchema, since: JobEventCursorSchema, ...jobReadAccess });
+export type JobEventsRequest = z.infer<typeof JobEventsRequestSchema>;
+export const JobEventsReplySchema = z.union([z.object({ ok: z.literal(true), events: JobEventPageSchema }), ErrorReplySchema]);
+export type JobEventsReply = z.infer<typeof JobEventsReplySchema>;
 
 // ---------------------------------------------------------------- Compute API: results, job queries, market (owner-signed REST)
 // The job/result/static part of the Compute API: result handles' list/delete/fetch/stat,

@@ -41,13 +41,29 @@ export const SchedulerEnvSchema = z.object({
   SETTLEMENT_INTERVAL_MS: z.coerce.number().int().positive().default(500),
   /** Status events per job per replica are sent at most this often (the final one always). */
   STATUS_EVENT_INTERVAL_MS: z.coerce.number().int().nonnegative().default(250),
+  /**
+   * A job's event log (what a reconnecting client replays from its cursor, see jobs/job-event-log.ts):
+   * at most this many events and this many bytes of them per job (oldest dropped first; a replay
+   * past them reports a gap), kept this long after the job ends.
+   */
+  JOB_EVENT_LOG_LENGTH: z.coerce.number().int().positive().max(10_000_000).default(10_000),
+  JOB_EVENT_LOG_BYTES: z.coerce.number().int().positive().default(8 * 1024 * 1024),
+  JOB_EVENT_LOG_GRACE_SECONDS: z.coerce.number().int().positive().default(3600),
   /** Private key (0x + 64 hex) that signs WorkValueQuotes; a fresh one per process when unset. */
   SCHEDULER_QUOTE_KEY: z.preprocess((value) => (value === '' ? undefined : value), z.string().regex(/^0x[0-9a-fA-F]{64}$/).optional()),
   /** How long a WorkValueQuote stays firm. */
   QUOTE_LIFETIME_MS: z.coerce.number().int().positive().default(Limits.quoteLifetimeMs),
+  // --- shutdown (SIGTERM or SIGINT): see health/replica-lifecycle.ts
+  /** The longest a replica drains before it closes: not ready, then its workers and clients disconnected, paced, then answers in flight. */
+  SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  /** The first part of the drain: /health answers 503 `draining` (load balancers stop sending connections) while the replica still serves. */
+  SHUTDOWN_NOT_READY_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
 }).refine((env) => env.BANK_URL === undefined || env.BANK_SERVICE_TOKEN !== undefined, {
   path: ['BANK_SERVICE_TOKEN'],
   message: 'BANK_URL is set, so BANK_SERVICE_TOKEN (the secret the bank was started with) must be set too',
+}).refine((env) => env.SHUTDOWN_NOT_READY_MS <= env.SHUTDOWN_DRAIN_MS, {
+  path: ['SHUTDOWN_NOT_READY_MS'],
+  message: 'is part of SHUTDOWN_DRAIN_MS, so it cannot be longer',
 });
 export type SchedulerEnv = z.infer<typeof SchedulerEnvSchema>;
 

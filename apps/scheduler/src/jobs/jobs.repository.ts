@@ -257,6 +257,25 @@ export class JobsRepository {
     return rows.rows.map((row) => ({ sliceIndex: Number(row.slice_index), value: row.value }));
   }
 
+  /**
+   * The stored results of `slices`, in that order, as long as the bytes before each stay under
+   * `budgetBytes` (so the row that crosses the budget is the last one; a replay page stays about
+   * one message's size). `stored` is false for a slice without a result (deleted by results.delete).
+   */
+  async resultValuesWithin(jobId: string, slices: number[], budgetBytes: number): Promise<Array<{ sliceIndex: number; value: string | null; stored: boolean }>> {
+    if (slices.length === 0) return [];
+    const rows = await this.prisma.pool.query<{ slice_index: string; value: string | null; stored: boolean }>(
+      `SELECT slice_index, value, stored FROM (
+         SELECT w.ord, w.slice_index, r.value, r.slice_index IS NOT NULL AS stored, coalesce(octet_length(r.value), 0) AS bytes,
+                sum(coalesce(octet_length(r.value), 0)) OVER (ORDER BY w.ord) AS running
+         FROM unnest($2::bigint[]) WITH ORDINALITY AS w(slice_index, ord)
+         LEFT JOIN slice_results r ON r.job_id = $1 AND r.slice_index = w.slice_index AND r.deleted_at IS NULL
+       ) wanted WHERE running - bytes < $3 ORDER BY ord`,
+      [jobId, slices, budgetBytes],
+    );
+    return rows.rows.map((row) => ({ sliceIndex: Number(row.slice_index), value: row.value, stored: row.stored }));
+  }
+
   /** Slices below `upTo` with no result (for the reconciler, bounded by `limit`). */
   async missingSlices(jobId: string, upTo: number, limit: number): Promise<number[]> {
     const rows = await this.prisma.pool.query<{ s: string }>(
