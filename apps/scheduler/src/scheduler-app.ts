@@ -12,6 +12,7 @@ import { ErrorCode } from '@commune/protocol';
 import { ServiceExceptionFilter } from '@commune/service';
 import { RedisConnections } from './redis/redis.module.js';
 import { RedisIoAdapter } from './redis/redis-io.adapter.js';
+import { ReplicaLifecycle, type DrainReport } from './health/replica-lifecycle.js';
 
 /** prisma/scheduler/migrations, found from src/ (tests) or dist/ (built). */
 export const migrationsDir = resolve(dirname(fileURLToPath(import.meta.url)), '../../../prisma/scheduler/migrations');
@@ -20,8 +21,15 @@ export interface SchedulerApp {
   app: INestApplication;
   env: SchedulerEnv;
   url: string;
+  /** Hands this replica's workers and clients to the others (ReplicaLifecycle.drain), without closing it. */
+  drain(): Promise<DrainReport>;
+  /** Closes at once (what a drain ends with). */
   close(): Promise<void>;
 }
+
+/** Signals Nest's own shutdown hooks handle (close at once); SIGTERM and SIGINT drain first (drainSignals). */
+const closeSignals = ['SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const;
+const drainSignals = ['SIGTERM', 'SIGINT'] as const;
 
 /** Migrates, builds and starts a scheduler replica. Used by main.ts and by integration tests. */
 export async function startScheduler(overrides: Partial<Record<keyof SchedulerEnv, string>> = {}): Promise<SchedulerApp> {
@@ -36,9 +44,38 @@ export async function startScheduler(overrides: Partial<Record<keyof SchedulerEn
   app.useGlobalFilters(new ServiceExceptionFilter(ErrorCode.ESCHEDULER));
   const redis = app.get(RedisConnections);
   app.useWebSocketAdapter(new RedisIoAdapter(app, redis.publisher, redis.subscriber, env.MAX_MESSAGE_BYTES, `${env.REDIS_PREFIX}:io`));
-  app.enableShutdownHooks();
+  app.enableShutdownHooks([...closeSignals]);
   await app.listen(env.PORT, env.HOST);
   const address = app.getHttpServer().address() as { port: number };
   const url = `http://127.0.0.1:${address.port}`;
-  return { app, env, url, close: () => app.close() };
+
+  const lifecycle = app.get(ReplicaLifecycle);
+  let closed: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      for (const signal of drainSignals) process.off(signal, onSignal);
+      lifecycle.closing();
+      await app.close();
+    })();
+    return closed;
+  };
+  // SIGTERM (Kubernetes, docker stop) or SIGINT: drain, close, then die of the signal as Nest's
+  // own hooks do. A second signal cuts the drain short.
+  let stopping = false;
+  function onSignal(signal: NodeJS.Signals): void {
+    if (stopping) {
+      logger.warn(`${signal} again: closing without finishing the drain`, 'Shutdown');
+      lifecycle.cutShort();
+      return;
+    }
+    stopping = true;
+    lifecycle
+      .drain()
+      .catch((error: unknown) => logger.error(`the drain failed: ${(error as Error).message}`, undefined, 'Shutdown'))
+      .then(close)
+      .catch((error: unknown) => logger.error(`closing failed: ${(error as Error).message}`, undefined, 'Shutdown'))
+      .finally(() => process.kill(process.pid, signal));
+  }
+  for (const signal of drainSignals) process.on(signal, onSignal);
+  return { app, env, url, drain: () => lifecycle.drain(), close };
 }

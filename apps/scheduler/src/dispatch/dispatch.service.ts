@@ -10,9 +10,13 @@ import { StateService } from '../state/state.service.js';
 
 /** What the scheduler remembers about one worker connection. */
 export interface WorkerSession {
-  /** Lease owner: one per connection, so a reconnect never inherits the old connection's leases. */
+  /**
+   * Lease owner: the same for every connection of one worker process (domain/lease-owner.ts), so a
+   * worker that reconnects, to this replica or another, keeps its leases. Also how logs name it.
+   */
   leaseOwner: string;
-  workerId: string;
+  /** Slices it held leased from earlier connections when this one was accepted (its cap makes room for them). */
+  inheritedLeases: number;
   /** Where this worker's payments go; a worker without one only gets free jobs. */
   earnings: string | null;
   /** The least DCC per slice it works for. */
@@ -65,10 +69,13 @@ export class DispatchService {
   /**
    * The most slices a worker connection may hold leased: proportional to its declared sandboxes
    * (Limits.maxLeasedSlicesPerSandbox each) and to its observed rate (it starts at
-   * Limits.initialLeasedSlicesPerWorker and earns two more per accepted result).
+   * Limits.initialLeasedSlicesPerWorker and earns two more per accepted result). A worker back
+   * from another replica starts with room for the slices it still holds from there, which it was
+   * granted under its cap then.
    */
-  static leaseCap(session: Pick<WorkerSession, 'sandboxes' | 'acceptedSlices'>): number {
-    return Math.max(1, Math.min(session.sandboxes * Limits.maxLeasedSlicesPerSandbox, Limits.initialLeasedSlicesPerWorker + 2 * session.acceptedSlices));
+  static leaseCap(session: Pick<WorkerSession, 'sandboxes' | 'acceptedSlices'> & Partial<Pick<WorkerSession, 'inheritedLeases'>>): number {
+    const earned = Limits.initialLeasedSlicesPerWorker + 2 * session.acceptedSlices + (session.inheritedLeases ?? 0);
+    return Math.max(1, Math.min(session.sandboxes * Limits.maxLeasedSlicesPerSandbox, earned));
   }
 
   async grant(session: WorkerSession, maxSlices: number): Promise<Task[]> {

@@ -8,7 +8,14 @@
  *   P:task:<tid>:slices     SET   slices of the task still awaiting a result
  *   P:leases                ZSET  taskId -> lease deadline (ms)
  *   P:worker:<wid>:tasks    SET   taskIds leased to a worker
- *   P:worker:<wid>:leased   STRING slices leased to a worker and awaiting a result (the lease cap)
+ *   P:worker:<wid>:leased   STRING slices leased to a worker and awaiting a result (the lease cap);
+ *                                  deleted when it falls to 0
+ *   P:worker:<wid>:connection STRING (with a TTL) the socket id of the worker's latest connection: a
+ *                                  disconnect of an older one (seen late, on another replica) does
+ *                                  not put back leases the worker still works on
+ * <wid> is the lease owner: derived from the worker's id (see domain/lease-owner.ts), the same on
+ * every connection of one worker process, so a worker that reconnects (to any replica) after its
+ * replica drained or died still holds its leases and its results are taken.
  *   P:job:<id>:unmet        STRING set (with a TTL) when a worker asking for work skipped the job
  *                                  because it does not meet the job's requirements
  *   P:job:<id>:met          STRING set (with the same TTL) when the job was leased; while it exists
@@ -17,8 +24,20 @@
  * slices costs the same Redis memory as one of 10. Per slice, work is O(1).
  */
 
+/**
+ * Shared Lua: lower a worker's count of leased slices, deleting it at 0 (a missing count reads as 0),
+ * so a worker that went away without a release (its replica drained or died) leaves no key behind
+ * once its leases are claimed or swept.
+ */
+const decreaseLeasedFunction = `
+local function decrease_leased(P, workerId, count)
+  local key = P .. ':worker:' .. workerId .. ':leased'
+  if redis.call('DECRBY', key, count) <= 0 then redis.call('DEL', key) end
+end
+`;
+
 /** Shared Lua: put a task's remaining slices back on its job's queue and forget the task. */
-const releaseTaskFunction = `
+const releaseTaskFunction = decreaseLeasedFunction + `
 local function ready_min_score(P)
   local lowest = redis.call('ZRANGE', P .. ':ready', 0, 0, 'WITHSCORES')
   if lowest[2] then return lowest[2] end
@@ -49,7 +68,7 @@ local function release_task(P, taskId, onlyThese)
     end
     if jobStatus == 'running' then redis.call('ZADD', P .. ':ready', 'NX', ready_min_score(P), jobId) end
   end
-  if #slices > 0 then redis.call('DECRBY', P .. ':worker:' .. workerId .. ':leased', #slices) end
+  if #slices > 0 then decrease_leased(P, workerId, #slices) end
   if redis.call('SCARD', setKey) == 0 then
     redis.call('DEL', taskKey)
     redis.call('ZREM', P .. ':leases', taskId)
@@ -154,7 +173,7 @@ return {}
  * ARGV: prefix, taskId, workerId, deadline, now, sandboxes, sliceLimitMs, then (slice, reportedMs) pairs.
  * Returns {jobId or '', n, 1|0 per slice..., bounded ms per slice (as text)...}.
  */
-export const claimScript = `
+export const claimScript = decreaseLeasedFunction + `
 local P, taskId, workerId, deadline = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, sandboxes, sliceLimit = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local n = (#ARGV - 7) / 2
@@ -196,7 +215,7 @@ if sum > budget then
 end
 for i = 1, n do table.insert(out, flags[i]) end
 for i = 1, n do table.insert(out, string.format('%.3f', bounded[i])) end
-if claimedCount > 0 then redis.call('DECRBY', P .. ':worker:' .. workerId .. ':leased', claimedCount) end
+if claimedCount > 0 then decrease_leased(P, workerId, claimedCount) end
 if redis.call('SCARD', setKey) == 0 then
   redis.call('DEL', taskKey)
   redis.call('ZREM', P .. ':leases', taskId)
@@ -258,15 +277,33 @@ end
 return release_task(P, taskId, nil)
 `;
 
-/** Returns every task of a worker that went away. ARGV: prefix, workerId. */
+/**
+ * Returns every task of a worker whose connection `connectionId` went away, unless the worker has
+ * connected again since (its connection key names another socket: it still works on those slices).
+ * ARGV: prefix, workerId, connectionId. Returns the slices put back, or -1 when the worker is connected elsewhere.
+ */
 export const releaseWorkerScript = releaseTaskFunction + `
-local P, workerId = ARGV[1], ARGV[2]
+local P, workerId, connectionId = ARGV[1], ARGV[2], ARGV[3]
+local workerKey = P .. ':worker:' .. workerId
+local current = redis.call('GET', workerKey .. ':connection')
+if current and current ~= connectionId then return -1 end
 local count = 0
-for _, taskId in ipairs(redis.call('SMEMBERS', P .. ':worker:' .. workerId .. ':tasks')) do
+for _, taskId in ipairs(redis.call('SMEMBERS', workerKey .. ':tasks')) do
   count = count + release_task(P, taskId, nil)
 end
-redis.call('DEL', P .. ':worker:' .. workerId .. ':tasks', P .. ':worker:' .. workerId .. ':leased')
+redis.call('DEL', workerKey .. ':tasks', workerKey .. ':leased', workerKey .. ':connection')
 return count
+`;
+
+/**
+ * Records a worker's new connection (see P:worker:<wid>:connection) and answers how many slices the
+ * worker holds leased from earlier connections. ARGV: prefix, workerId, connectionId, ttlMs.
+ */
+export const attachWorkerScript = `
+local P, workerId, connectionId, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local workerKey = P .. ':worker:' .. workerId
+redis.call('SET', workerKey .. ':connection', connectionId, 'PX', ttl)
+return math.max(0, tonumber(redis.call('GET', workerKey .. ':leased') or '0'))
 `;
 
 /** Returns the slices of leases past their deadline. ARGV: prefix, now, limit. Returns slices requeued. */

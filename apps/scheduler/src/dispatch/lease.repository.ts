@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { RedisConnections, type ScriptRunner } from '../redis/redis.module.js';
 import {
-  claimScript, heldScript, leaseCapReply, leaseScript, openJobScript, rebuildJobScript, releaseWorkerScript, requeueRangesScript, requeueScript, returnScript, setEscrowedScript,
+  attachWorkerScript, claimScript, heldScript, leaseCapReply, leaseScript, openJobScript, rebuildJobScript, releaseWorkerScript, requeueRangesScript, requeueScript, returnScript, setEscrowedScript,
   setRunningScript, sweepScript,
 } from './lease-scripts.js';
 
@@ -58,7 +58,7 @@ export class LeaseRepository {
   private readonly redis: Redis;
   private readonly prefix: string;
   private readonly scripts: Record<
-    'lease' | 'claim' | 'held' | 'return' | 'releaseWorker' | 'sweep' | 'requeue' | 'openJob' | 'setRunning' | 'setEscrowed' | 'rebuildJob' | 'requeueRanges',
+    'lease' | 'claim' | 'held' | 'return' | 'releaseWorker' | 'attachWorker' | 'sweep' | 'requeue' | 'openJob' | 'setRunning' | 'setEscrowed' | 'rebuildJob' | 'requeueRanges',
     ScriptRunner
   >;
 
@@ -66,7 +66,7 @@ export class LeaseRepository {
     this.redis = connections.command;
     this.prefix = connections.prefix;
     this.scripts = connections.scripts('commune', {
-      lease: leaseScript, claim: claimScript, held: heldScript, return: returnScript, releaseWorker: releaseWorkerScript, sweep: sweepScript, requeue: requeueScript, openJob: openJobScript,
+      lease: leaseScript, claim: claimScript, held: heldScript, return: returnScript, releaseWorker: releaseWorkerScript, attachWorker: attachWorkerScript, sweep: sweepScript, requeue: requeueScript, openJob: openJobScript,
       setRunning: setRunningScript, setEscrowed: setEscrowedScript, rebuildJob: rebuildJobScript, requeueRanges: requeueRangesScript,
     });
   }
@@ -139,8 +139,27 @@ export class LeaseRepository {
     return Number(await this.scripts.return(this.prefix, taskId, workerId, ...sliceIndexes));
   }
 
-  async releaseWorker(workerId: string): Promise<number> {
-    return Number(await this.scripts.releaseWorker(this.prefix, workerId));
+  /**
+   * How long a worker's latest connection is remembered (P:worker:<wid>:connection) as its latest
+   * (a backstop against keys left by workers that never come back).
+   */
+  static readonly connectionTtlMs = 24 * 60 * 60 * 1000;
+
+  /**
+   * Records `connectionId` as the worker's latest connection; returns the slices the worker holds
+   * leased from earlier ones (a worker back after its replica drained or died).
+   */
+  async attachWorker(workerId: string, connectionId: string): Promise<number> {
+    return Number(await this.scripts.attachWorker(this.prefix, workerId, connectionId, LeaseRepository.connectionTtlMs));
+  }
+
+  /**
+   * Puts back every slice leased to a worker whose connection `connectionId` went away; null (and
+   * nothing changed) when the worker has connected again since, elsewhere or here.
+   */
+  async releaseWorker(workerId: string, connectionId: string): Promise<number | null> {
+    const released = Number(await this.scripts.releaseWorker(this.prefix, workerId, connectionId));
+    return released < 0 ? null : released;
   }
 
   async sweepExpired(now: number, limit = 500): Promise<number> {

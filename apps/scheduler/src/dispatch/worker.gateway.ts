@@ -10,8 +10,10 @@ import { PaymentBounds } from '../payments/domain/pricing.js';
 import { ComputeGroupsService } from '../compute-groups/compute-groups.service.js';
 import { JobEvents } from '../jobs/job-events.js';
 import { Metrics } from '../health/metrics.js';
+import { ReplicaLifecycle } from '../health/replica-lifecycle.js';
 import { ResultsService } from '../results/results.service.js';
 import { DispatchService, type WorkerSession } from './dispatch.service.js';
+import { leaseOwnerOf } from './domain/lease-owner.js';
 import { LeaseRepository } from './lease.repository.js';
 import { WorkerNotifier, type WorkerNamespace } from './worker-notifier.js';
 
@@ -34,7 +36,20 @@ function parseHello(auth: unknown) {
   return WorkerHelloSchema.safeParse(auth);
 }
 
-/** `/worker`: task requests, results, returns and sandbox events. Thin: parse, call, reply. */
+/** A refused handshake: the worker gets a connect_error carrying the error reply (code and message). */
+function refusal(error: unknown): Error {
+  return Object.assign(new Error(`${isCommuneError(error) ? error.code : ErrorCode.EINVAL}: ${(error as Error).message}`), { data: toErrorReply(error) });
+}
+
+/**
+ * `/worker`: task requests, results, returns and sandbox events. Thin: parse, call, reply.
+ *
+ * Leases belong to the worker (leaseOwnerOf its id), not to one connection: a worker keeps them
+ * across reconnects. A disconnect puts them back only while this replica is serving and only if
+ * it was the worker's latest connection; a worker disconnected by a drain (or by the replica
+ * closing) keeps them, reconnects to another replica and delivers their results there, and if it
+ * never comes back the lease sweep puts them back at their deadline.
+ */
 @WebSocketGateway({ namespace: Namespaces.worker })
 export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGatewayDisconnect {
   private readonly logger = new Logger(WorkerGateway.name);
@@ -47,28 +62,35 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     private readonly events: JobEvents,
     private readonly metrics: Metrics,
     private readonly computeGroups: ComputeGroupsService,
+    private readonly lifecycle: ReplicaLifecycle,
   ) {}
 
   afterInit(namespace: WorkerNamespace): void {
     this.notifier.attach(namespace);
+    this.lifecycle.attach(namespace.server);
     // Compute group credentials are checked before the connection is accepted: a worker with a
-    // wrong secret or an unknown group gets a connect_error saying which, and no work.
+    // wrong secret or an unknown group gets a connect_error saying which, and no work. A draining
+    // replica takes no new workers: they try another one.
     namespace.use((socket, next) => {
+      if (!this.lifecycle.serving) {
+        next(refusal(new CommuneError(ErrorCode.EUNAVAILABLE, 'this scheduler replica is shutting down; connect to another one')));
+        return;
+      }
       const hello = parseHello(socket.handshake.auth);
       if (!hello.success) return next(); // handleConnection refuses it, naming what is wrong
+      const leaseOwner = leaseOwnerOf(hello.data.workerId);
       this.computeGroups.join(hello.data.computeGroups).then(
-        (joined) => {
-          (socket.data as Partial<WorkerSession>).computeGroups = new Set(joined);
+        async (joined) => {
+          const data = socket.data as Partial<WorkerSession>;
+          data.computeGroups = new Set(joined);
+          // From now on this is the worker's connection: a late disconnect of an older one leaves its leases alone.
+          data.inheritedLeases = await this.leases.attachWorker(leaseOwner, socket.id);
           next();
         },
-        (error: unknown) => {
-          this.logger.warn(`refused worker ${hello.data.workerId}: ${(error as Error).message}`);
-          const refusal = Object.assign(new Error(`${isCommuneError(error) ? error.code : ErrorCode.EINVAL}: ${(error as Error).message}`), {
-            data: toErrorReply(error),
-          });
-          next(refusal);
-        },
-      );
+      ).catch((error: unknown) => {
+        this.logger.warn(`refused worker ${leaseOwner}: ${(error as Error).message}`);
+        next(refusal(error));
+      });
     });
   }
 
@@ -79,9 +101,9 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
       socket.disconnect(true);
       return;
     }
+    const early = socket.data as Partial<WorkerSession> | undefined;
     socket.data = {
-      workerId: hello.data.workerId,
-      leaseOwner: `${hello.data.workerId}.${socket.id}`,
+      leaseOwner: leaseOwnerOf(hello.data.workerId),
       sentWork: new Set(),
       sentModules: new Set(),
       capabilities: hello.data.capabilities,
@@ -92,14 +114,19 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
       fits: new Map(),
       earnings: hello.data.earnings ?? null,
       minWage: hello.data.minWage,
-      computeGroups: (socket.data as Partial<WorkerSession> | undefined)?.computeGroups ?? new Set(),
+      computeGroups: early?.computeGroups ?? new Set(),
       publicGroup: hello.data.publicGroup,
+      inheritedLeases: early?.inheritedLeases ?? 0,
     };
     this.metrics.workersConnected.inc();
-    this.logger.log(`worker ${hello.data.workerId} connected (${hello.data.sandboxes} sandboxes)`);
+    const inherited = socket.data.inheritedLeases > 0 ? `, holding ${socket.data.inheritedLeases} leased slices from an earlier connection` : '';
+    this.logger.log(`worker ${socket.data.leaseOwner} connected (${hello.data.sandboxes} sandboxes${inherited})`);
 
-    handle(socket, 'task:request', TaskRequestSchema, async ({ maxSlices }) => ({ tasks: await this.dispatch.grant(socket.data, maxSlices) }));
-    handle(socket, 'task:results', TaskResultsSchema, async (batch) => {
+    // A draining replica grants nothing more: the worker is about to be handed to another replica.
+    handle(socket, 'task:request', TaskRequestSchema, async ({ maxSlices }) =>
+      this.lifecycle.serving ? { tasks: await this.lifecycle.track(() => this.dispatch.grant(socket.data, maxSlices)) } : { tasks: [] },
+    );
+    handle(socket, 'task:results', TaskResultsSchema, (batch) => this.lifecycle.track(async () => {
       const session = socket.data;
       const { paymentOutliers, ...ack } = await this.results.submit(
         { leaseOwner: session.leaseOwner, payee: session.unpaid ? null : session.earnings, sandboxes: session.sandboxes },
@@ -108,13 +135,13 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
       session.acceptedSlices += ack.accepted.length;
       if (paymentOutliers > 0) this.flagOutliers(session, batch.jobId, paymentOutliers);
       return { ok: true as const, ...ack };
-    }, resultsMessageBounds);
-    handle(socket, 'task:return', TaskReturnSchema, async ({ taskId, sliceIndexes }) => {
+    }), resultsMessageBounds);
+    handle(socket, 'task:return', TaskReturnSchema, ({ taskId, sliceIndexes }) => this.lifecycle.track(async () => {
       const returned = await this.leases.returnSlices(taskId, socket.data.leaseOwner, sliceIndexes);
       this.metrics.slicesReturned.inc(returned);
       if (returned > 0) this.notifier.workAvailable();
       return { ok: true as const, returned };
-    });
+    }));
     handle(socket, 'task:events', WorkerEventsSchema, async ({ jobId, taskId, console, custom }) => {
       // Only the worker holding a live lease on a slice speaks for it: other entries are dropped.
       const slices = [...new Set([...console.map((entry) => entry.sliceIndex), ...custom.map((event) => event.sliceIndex)])];
@@ -147,24 +174,36 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   private flagOutliers(session: WorkerSession, jobId: string, outliers: number): void {
     session.paymentOutliers += outliers;
     this.metrics.paymentOutliers.inc(outliers);
-    this.logger.warn(`worker ${session.workerId}: ${outliers} paid slices of ${jobId} reported times above ${PaymentBounds.outlierFactor}x the job's median; paid at that bound (${session.paymentOutliers} so far)`);
+    this.logger.warn(`worker ${session.leaseOwner}: ${outliers} paid slices of ${jobId} reported times above ${PaymentBounds.outlierFactor}x the job's median; paid at that bound (${session.paymentOutliers} so far)`);
     if (!session.unpaid && session.paymentOutliers > PaymentBounds.maxOutliersPerWorker) {
       session.unpaid = true;
       this.metrics.unpaidWorkers.inc();
-      this.logger.warn(`worker ${session.workerId}: more than ${PaymentBounds.maxOutliersPerWorker} payment outliers; this connection is no longer paid and gets no paid work`);
+      this.logger.warn(`worker ${session.leaseOwner}: more than ${PaymentBounds.maxOutliersPerWorker} payment outliers; this connection is no longer paid and gets no paid work`);
     }
   }
 
   async handleDisconnect(socket: WorkerSocket): Promise<void> {
-    if (!socket.data?.leaseOwner) return;
+    const worker = socket.data?.leaseOwner;
+    if (!worker) return;
     this.metrics.workersConnected.dec();
     try {
-      const returned = await this.leases.releaseWorker(socket.data.leaseOwner);
+      if (!this.lifecycle.serving) {
+        // Handed over by this replica's drain (or its close): the worker keeps its leases.
+        const kept = await this.leases.leasedCount(worker);
+        this.metrics.slicesKeptForReconnect.inc(kept);
+        this.logger.log(`worker ${worker} disconnected (replica ${this.lifecycle.phase.name}); its ${kept} leased slices stay leased to it until it reconnects elsewhere or they expire`);
+        return;
+      }
+      const returned = await this.leases.releaseWorker(worker, socket.id);
+      if (returned === null) {
+        this.logger.log(`worker ${worker}: an older connection closed; the worker is connected again and keeps its leases`);
+        return;
+      }
       this.metrics.slicesReturned.inc(returned);
       if (returned > 0) this.notifier.workAvailable();
-      this.logger.log(`worker ${socket.data.workerId} disconnected; ${returned} leased slices put back`);
+      this.logger.log(`worker ${worker} disconnected; ${returned} leased slices put back`);
     } catch (error) {
-      this.logger.error(`releasing leases of ${socket.data.workerId} failed (the sweeper will expire them): ${(error as Error).message}`);
+      this.logger.error(`releasing leases of ${worker} failed (the sweeper will expire them): ${(error as Error).message}`);
     }
   }
 }

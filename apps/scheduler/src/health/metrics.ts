@@ -26,6 +26,18 @@ export class Metrics {
   });
   readonly socketContainersCut = new Counter({ name: 'commune_socket_containers_cut_total', help: 'Arrays/objects nested too deep in a socket.io packet, cut before parsing (the handler then answers ETOODEEP)', registers: [this.registry] });
   readonly workersConnected = new Gauge({ name: 'commune_workers_connected', help: 'Workers connected to this replica', registers: [this.registry] });
+  readonly draining = new Gauge({ name: 'commune_replica_draining', help: '1 while this replica drains before it closes (SIGTERM/SIGINT), else 0', registers: [this.registry] });
+  readonly drainDisconnects = new Counter({
+    name: 'commune_drain_disconnects_total',
+    help: 'Sockets this replica disconnected while draining, by namespace (worker, client); they reconnect to the other replicas',
+    labelNames: ['namespace'] as const,
+    registers: [this.registry],
+  });
+  readonly slicesKeptForReconnect = new Counter({
+    name: 'commune_slices_kept_for_reconnect_total',
+    help: 'Leased slices left with workers that went away while this replica drained or closed (taken when they reconnect elsewhere, else put back at their lease deadline)',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'commune_scheduler_' });
