@@ -63,26 +63,33 @@ function main(): void {
   const earnings = options.bank !== undefined && options.earnings !== undefined ? new Earnings({ bank: options.bank, address: options.earnings }) : undefined;
 
   const pool = new SandboxPool(options.sandboxes);
-  const socket: WorkerSocket = io(`${options.scheduler}${Namespaces.worker}`, {
-    transports: ['websocket'],
-    auth: hello,
-    autoConnect: false,
-    reconnection: true,
-    reconnectionAttempts: Infinity,
-    reconnectionDelay: 500,
-    reconnectionDelayMax: 10_000,
-    randomizationFactor: 0.5,
-  });
-  const supervisor = new Supervisor({ socket, pool, log, schedulerUrl: options.scheduler, workerId: hello.workerId, earnings });
+  // The same hello (so the same worker id) on every connection: the scheduler keys this worker's
+  // leases by it, so after its replica drains or dies the worker's results are taken by another.
+  // With one URL socket.io reconnects to it by itself; with several the supervisor moves on to the next.
+  const several = options.schedulers.length > 1;
+  const socketFor = (url: string): WorkerSocket =>
+    io(`${url}${Namespaces.worker}`, {
+      transports: ['websocket'],
+      auth: hello,
+      autoConnect: false,
+      forceNew: true,
+      reconnection: !several,
+      reconnectionAttempts: Infinity,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 10_000,
+      randomizationFactor: 0.5,
+    });
+  const supervisor = new Supervisor({ schedulers: options.schedulers, socketFor, pool, log, workerId: hello.workerId, earnings });
+  const schedulers = options.schedulers.join(', ');
 
   log.info(
-    `commune-worker ${workerVersion}: worker ${hello.workerId}, ${options.sandboxes} sandboxes, scheduler ${options.scheduler}, ` +
+    `commune-worker ${workerVersion}: worker ${hello.workerId}, ${options.sandboxes} sandboxes, scheduler${several ? 's' : ''} ${schedulers}, ` +
       `earnings ${options.earnings ?? 'none (free jobs only)'}, minimum wage ${options.minWage} DCC per slice`,
     {
       event: 'start',
       workerId: hello.workerId,
       sandboxes: options.sandboxes,
-      scheduler: options.scheduler,
+      schedulers: options.schedulers,
       earnings: options.earnings,
       minWage: options.minWage,
       bank: options.bank,

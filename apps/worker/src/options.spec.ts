@@ -32,18 +32,46 @@ function error(argv: string[], from = sources()): string {
 
 describe(parseCommandLine.name, () => {
   it('uses the defaults: localhost:4000, the available parallelism, no earnings, any wage, no bank, human logs', () => {
-    expect(run([])).toEqual({ scheduler: 'http://localhost:4000', sandboxes: 6, minWage: '0', quiet: false, json: false, computeGroups: [], publicGroup: true });
+    expect(run([])).toEqual({ schedulers: ['http://localhost:4000'], sandboxes: 6, minWage: '0', quiet: false, json: false, computeGroups: [], publicGroup: true });
   });
 
   it('takes the scheduler from COMMUNE_SCHEDULER_URL when no flag or file names one', () => {
-    expect(run([], sources({ env: { COMMUNE_SCHEDULER_URL: 'https://scheduler.example/' } })).scheduler).toBe('https://scheduler.example');
+    expect(run([], sources({ env: { COMMUNE_SCHEDULER_URL: 'https://scheduler.example/' } })).schedulers).toEqual(['https://scheduler.example']);
+    expect(run([], sources({ env: { COMMUNE_SCHEDULER_URL: '' } })).schedulers).toEqual(['http://localhost:4000']);
+  });
+
+  it('takes several scheduler URLs: comma-separated or repeated flags, a comma-separated COMMUNE_SCHEDULER_URL, a list in the config file', () => {
+    expect(run(['--scheduler', 'http://a:4000, http://b:4000/']).schedulers).toEqual(['http://a:4000', 'http://b:4000']);
+    expect(run(['--scheduler', 'http://a:4000', '--scheduler', 'wss://b.example']).schedulers).toEqual(['http://a:4000', 'wss://b.example']);
+    expect(run([], sources({ env: { COMMUNE_SCHEDULER_URL: 'http://a:4000,http://b:4000' } })).schedulers).toEqual(['http://a:4000', 'http://b:4000']);
+    const from = sources({ files: { 'list.json': JSON.stringify({ scheduler: ['http://a:4000', 'http://b:4000,http://c:4000'] }), 'text.json': JSON.stringify({ scheduler: 'http://a:4000,http://b:4000' }) } });
+    expect(run(['--config', 'list.json'], from).schedulers).toEqual(['http://a:4000', 'http://b:4000', 'http://c:4000']);
+    expect(run(['--config', 'text.json'], from).schedulers).toEqual(['http://a:4000', 'http://b:4000']);
+    // Duplicates are dropped (after normalising), the order is kept.
+    expect(run(['--scheduler', 'http://b:4000,http://a:4000/,http://b:4000/']).schedulers).toEqual(['http://b:4000', 'http://a:4000']);
+  });
+
+  it('refuses scheduler lists with an empty or bad entry, too many URLs, or too long ones, naming the entry and where it came from', () => {
+    expect(error(['--scheduler', 'http://a:4000,,http://b:4000'])).toMatch(/^--scheduler http:\/\/a:4000,,http:\/\/b:4000: entry 2 is empty$/);
+    expect(error(['--scheduler', 'http://a:4000,ftp://b'])).toMatch(/entry 2 "ftp:\/\/b": must be an http\(s\) or ws\(s\) URL/);
+    expect(error([], sources({ env: { COMMUNE_SCHEDULER_URL: 'http://a:4000,nope' } }))).toMatch(/^COMMUNE_SCHEDULER_URL http:\/\/a:4000,nope: entry 2 "nope"/);
+    const seventeen = Array.from({ length: 17 }, (_, i) => `http://s${i}:4000`).join(',');
+    expect(error(['--scheduler', seventeen])).toMatch(/17 URLs; at most 16/);
+    expect(error(['--scheduler', `http://a:4000/${'x'.repeat(2100)}`])).toMatch(/longer than 2048 characters/);
+    // A huge value is refused before it is split, and the message quotes only its start.
+    const huge = error([], sources({ env: { COMMUNE_SCHEDULER_URL: 'x'.repeat(1_000_000) } }));
+    expect(huge).toMatch(/at most 16 URLs of 2048 characters/);
+    expect(huge.length).toBeLessThan(400);
+    const from = sources({ files: { 'empty.json': JSON.stringify({ scheduler: [] }), 'bad.json': JSON.stringify({ scheduler: ['http://a:4000', 7] }) } });
+    expect(error(['--config', 'empty.json'], from)).toMatch(/empty.json: scheduler/);
+    expect(error(['--config', 'bad.json'], from)).toMatch(/bad.json: scheduler/);
   });
 
   it('reads every flag', () => {
     expect(
       run(['--scheduler', 'http://10.0.0.1:4000', '--sandboxes', '3', '--earnings', address, '--min-wage', '0.0001', '--bank', 'http://10.0.0.1:4100/', '--quiet', '--json']),
     ).toEqual({
-      scheduler: 'http://10.0.0.1:4000',
+      schedulers: ['http://10.0.0.1:4000'],
       sandboxes: 3,
       earnings: checksummed,
       minWage: '0.0001',
@@ -91,7 +119,7 @@ describe(parseCommandLine.name, () => {
     const file = JSON.stringify({ scheduler: 'http://file:4000', sandboxes: 4, earnings: address, minWage: '0.002', bank: 'http://file:4100', quiet: true });
     const from = sources({ files: { '/etc/worker.json': file }, env: { COMMUNE_SCHEDULER_URL: 'http://env:4000', COMMUNE_BANK_URL: 'http://env:4100' } });
     expect(run(['--config', '/etc/worker.json'], from)).toEqual({
-      scheduler: 'http://file:4000',
+      schedulers: ['http://file:4000'],
       sandboxes: 4,
       earnings: checksummed,
       minWage: '0.002',
@@ -102,7 +130,7 @@ describe(parseCommandLine.name, () => {
       publicGroup: true,
     });
     expect(run(['--config', '/etc/worker.json', '--sandboxes', '1', '--scheduler', 'http://flag:4000', '--min-wage', '1', '--bank', 'https://flag:4100'], from)).toMatchObject({
-      scheduler: 'http://flag:4000',
+      schedulers: ['http://flag:4000'],
       sandboxes: 1,
       minWage: '1',
       bank: 'https://flag:4100',

@@ -4,8 +4,12 @@ import { AddressSchema, ComputeGroupCredentialSchema, ComputeGroupLimits, type C
 
 /** What the worker runs with, after flags, config file, environment and defaults are merged. */
 export interface WorkerOptions {
-  /** Scheduler base URL; the worker connects to `${scheduler}/worker`. */
-  scheduler: string;
+  /**
+   * Scheduler base URLs (replicas of one scheduler, or one load balancer), in order, without
+   * duplicates: the worker connects to `${url}/worker` of one at a time and moves to the next
+   * when its replica drains or dies.
+   */
+  schedulers: string[];
   sandboxes: number;
   /** Checksummed address paid for this worker's slices. */
   earnings?: string;
@@ -37,9 +41,14 @@ export interface OptionSources {
 export const defaultSchedulerUrl = 'http://localhost:4000';
 /** WorkerHello allows at most this many sandboxes. */
 export const maxSandboxes = 1024;
+/** Scheduler URLs one worker may be given (--scheduler, the config file, COMMUNE_SCHEDULER_URL). */
+export const maxSchedulerUrls = 16;
+/** Characters of one scheduler URL. */
+export const maxSchedulerUrlChars = 2048;
 
 const SchedulerUrlSchema = z
   .string()
+  .max(maxSchedulerUrlChars, `longer than ${maxSchedulerUrlChars} characters`)
   .refine(
     (text) => {
       try {
@@ -51,6 +60,43 @@ const SchedulerUrlSchema = z
     { message: 'must be an http(s) or ws(s) URL' },
   )
   .transform((text) => text.replace(/\/+$/, ''));
+
+/**
+ * One or several scheduler URLs: a comma-separated string, or (in the config file) a list of
+ * them. Each is checked; duplicates are dropped; the order is kept (the worker starts with the
+ * first). Bounded before anything is split: at most maxSchedulerUrls URLs of
+ * maxSchedulerUrlChars each.
+ */
+export const SchedulerListSchema = z
+  .union([z.string(), z.array(z.string()).min(1).max(maxSchedulerUrls)])
+  .superRefine((given, context) => {
+    const texts = Array.isArray(given) ? given : [given];
+    if (texts.some((text) => text.length > maxSchedulerUrls * (maxSchedulerUrlChars + 1))) {
+      context.addIssue({ code: 'custom', message: `at most ${maxSchedulerUrls} URLs of ${maxSchedulerUrlChars} characters` });
+    }
+  })
+  .transform((given, context) => {
+    const texts = (Array.isArray(given) ? given : [given]).flatMap((text) => text.split(',')).map((text) => text.trim());
+    if (texts.length > maxSchedulerUrls) {
+      context.addIssue({ code: 'custom', message: `${texts.length} URLs; at most ${maxSchedulerUrls}` });
+      return z.NEVER;
+    }
+    const urls: string[] = [];
+    for (const [i, text] of texts.entries()) {
+      if (text === '') {
+        context.addIssue({ code: 'custom', message: `entry ${i + 1} is empty` });
+        return z.NEVER;
+      }
+      const parsed = SchedulerUrlSchema.safeParse(text);
+      if (!parsed.success) {
+        const shown = text.length > 100 ? `${text.slice(0, 100)}...` : text;
+        context.addIssue({ code: 'custom', message: `${texts.length > 1 ? `entry ${i + 1} ` : ''}${JSON.stringify(shown)}: ${parsed.error.issues.map((issue) => issue.message).join('; ')}` });
+        return z.NEVER;
+      }
+      if (!urls.includes(parsed.data)) urls.push(parsed.data);
+    }
+    return urls;
+  });
 
 const SandboxesSchema = z.number().int().min(1).max(maxSandboxes);
 
@@ -92,7 +138,7 @@ const BankUrlSchema = z
 /** The --config file: JSON with the same keys as the flags. */
 export const WorkerConfigFileSchema = z
   .object({
-    scheduler: SchedulerUrlSchema.optional(),
+    scheduler: SchedulerListSchema.optional(),
     sandboxes: SandboxesSchema.optional(),
     earnings: AddressSchema.optional(),
     minWage: DccSchema.optional(),
@@ -111,17 +157,22 @@ export function usage(defaultSandboxes: number): string {
 Runs work for a Commune scheduler in sandboxed V8 isolates, and shows what it is doing.
 
 Options:
-  --scheduler URL      scheduler to work for (default: $COMMUNE_SCHEDULER_URL or ${defaultSchedulerUrl})
+  --scheduler URL[,URL...]
+                       scheduler to work for: one URL, or several replicas of one scheduler
+                       (comma-separated or repeated, at most ${maxSchedulerUrls}); the worker uses one
+                       at a time and moves to the next, round robin, when its replica shuts
+                       down or cannot be reached, keeping the slices it holds
+                       (default: $COMMUNE_SCHEDULER_URL, likewise a list, or ${defaultSchedulerUrl})
   --sandboxes N        sandboxes run at once (default: ${defaultSandboxes}, the available parallelism)
   --earnings ADDRESS   Ethereum address that earns the payment for this worker's slices
                        (without it the worker gets free jobs only)
   --min-wage DCC       work only on jobs that offer at least this many DCC per slice (default: 0)
   --bank URL           bank to show the earnings balance from, with --earnings
                        (default: $COMMUNE_BANK_URL, else none)
-  --config FILE        JSON file with any of the keys scheduler, sandboxes, earnings, minWage,
-                       bank, quiet, json, computeGroups ([{joinKey, joinSecret}]),
-                       publicGroup; flags override the file, the file overrides the
-                       environment
+  --config FILE        JSON file with any of the keys scheduler (a URL or a list of URLs),
+                       sandboxes, earnings, minWage, bank, quiet, json, computeGroups
+                       ([{joinKey, joinSecret}]), publicGroup; flags override the file, the
+                       file overrides the environment
   --join KEY:SECRET    join the compute group KEY with its join secret (repeatable); the
                        scheduler refuses the worker if a key or secret is wrong
   --no-public-group    run only jobs of the joined compute groups, none of the public group's
@@ -138,7 +189,7 @@ sends their results and exits; a second one exits at once.
 export function parseCommandLine(argv: string[], sources: OptionSources): ParsedCommandLine {
   let values: {
     help?: boolean;
-    scheduler?: string;
+    scheduler?: string[];
     sandboxes?: string;
     earnings?: string;
     'min-wage'?: string;
@@ -156,7 +207,7 @@ export function parseCommandLine(argv: string[], sources: OptionSources): Parsed
       allowPositionals: false,
       options: {
         help: { type: 'boolean', short: 'h' },
-        scheduler: { type: 'string' },
+        scheduler: { type: 'string', multiple: true },
         sandboxes: { type: 'string' },
         earnings: { type: 'string' },
         'min-wage': { type: 'string' },
@@ -192,10 +243,17 @@ export function parseCommandLine(argv: string[], sources: OptionSources): Parsed
     file = parsed.data;
   }
 
-  let scheduler = file.scheduler ?? sources.env.COMMUNE_SCHEDULER_URL ?? defaultSchedulerUrl;
-  if (values.scheduler !== undefined) scheduler = values.scheduler;
-  const schedulerParsed = SchedulerUrlSchema.safeParse(scheduler);
-  if (!schedulerParsed.success) return { kind: 'error', message: `--scheduler ${scheduler}: ${describeIssues(schedulerParsed.error)}` };
+  let schedulers = file.scheduler;
+  if (values.scheduler !== undefined || schedulers === undefined) {
+    const [source, text] = values.scheduler !== undefined
+      ? ['--scheduler', values.scheduler.join(',')]
+      : sources.env.COMMUNE_SCHEDULER_URL !== undefined && sources.env.COMMUNE_SCHEDULER_URL.trim() !== ''
+        ? ['COMMUNE_SCHEDULER_URL', sources.env.COMMUNE_SCHEDULER_URL]
+        : ['the default scheduler', defaultSchedulerUrl];
+    const parsed = SchedulerListSchema.safeParse(text);
+    if (!parsed.success) return { kind: 'error', message: `${source} ${text.length > 200 ? `${text.slice(0, 200)}...` : text}: ${describeIssues(parsed.error)}` };
+    schedulers = parsed.data;
+  }
 
   let sandboxes = file.sandboxes ?? Math.max(1, Math.min(maxSandboxes, sources.defaultSandboxes));
   if (values.sandboxes !== undefined) {
@@ -240,7 +298,7 @@ export function parseCommandLine(argv: string[], sources: OptionSources): Parsed
   if (!publicGroup && computeGroups.length === 0) return { kind: 'error', message: '--no-public-group needs at least one --join: the worker would never get work' };
 
   const options: WorkerOptions = {
-    scheduler: schedulerParsed.data,
+    schedulers,
     computeGroups,
     publicGroup,
     sandboxes,

@@ -13,14 +13,25 @@ type Responder = (payload: never) => unknown;
  */
 class FakeSocket {
   connected = false;
-  active = true;
+  active = false;
+  /**
+   * What connect() does: 'connect' connects; 'unreachable' fails like a transport error (socket.io
+   * would retry: active stays true); 'refused' fails like a handshake refused by the scheduler
+   * (active false), with `refusal` as the error message.
+   */
+  answer: 'connect' | 'unreachable' | 'refused' = 'connect';
+  refusal = 'EUNAVAILABLE: this scheduler replica is shutting down; connect to another one';
+  /** When connect() was called (performance.now()). */
+  readonly connectCalls: number[] = [];
   readonly sent: Array<{ event: string; payload: unknown; at: number }> = [];
   readonly responders: Record<string, Responder> = {};
   private readonly listeners = new Map<string, Array<(...args: never[]) => void>>();
+  /** Acknowledgements not answered yet: socket.io rejects them when the connection is lost. */
+  private readonly pendingAcks = new Set<(error: Error) => void>();
   /** Tasks handed out by the default task:request responder, in order. */
   readonly offered: Task[] = [];
 
-  constructor() {
+  constructor(readonly url = 'http://scheduler.test') {
     this.responders['task:request'] = (request: { maxSlices: number }) => {
       const tasks: Task[] = [];
       let slices = 0;
@@ -55,31 +66,57 @@ class FakeSocket {
         if (!this.connected || responder === undefined) {
           return new Promise((_, reject) => setTimeout(() => reject(new Error('operation has timed out')), ms));
         }
-        return new Promise((resolve) => setImmediate(() => resolve(responder(payload as never))));
+        return new Promise((resolve, reject) => {
+          this.pendingAcks.add(reject);
+          setImmediate(() => {
+            if (!this.pendingAcks.has(reject)) return;
+            // A responder may answer with a promise (one that never settles holds the ack until the connection drops).
+            void Promise.resolve(responder(payload as never)).then((value) => {
+              if (this.pendingAcks.delete(reject)) resolve(value);
+            });
+          });
+        });
       },
     };
   }
 
   connect(): this {
-    if (!this.connected) {
+    this.connectCalls.push(performance.now());
+    this.active = true;
+    if (this.connected) return this;
+    if (this.answer === 'connect') {
       this.connected = true;
       setImmediate(() => this.fire('connect'));
+    } else {
+      if (this.answer === 'refused') this.active = false;
+      const message = this.answer === 'refused' ? this.refusal : 'websocket error';
+      setImmediate(() => this.fire('connect_error', new Error(message)));
     }
     return this;
   }
 
   disconnect(): this {
+    this.active = false;
     if (this.connected) {
       this.connected = false;
       this.fire('disconnect', 'io client disconnect');
+      this.rejectAcks();
     }
     return this;
   }
 
-  /** The connection dropped (the worker did not ask for it). */
+  /** The connection dropped (the worker did not ask for it); 'io server disconnect' is the scheduler closing it (a drain). */
   drop(reason = 'transport close'): void {
     this.connected = false;
+    if (reason === 'io server disconnect') this.active = false;
     this.fire('disconnect', reason);
+    this.rejectAcks();
+  }
+
+  /** As socket.io does after 'disconnect': acknowledgements still awaited are rejected. */
+  private rejectAcks(): void {
+    for (const reject of [...this.pendingAcks]) reject(new Error('socket has been disconnected'));
+    this.pendingAcks.clear();
   }
 
   fire(event: string, ...args: unknown[]): void {
@@ -136,16 +173,22 @@ describe(Supervisor.name, () => {
     cleanup = [];
   });
 
-  function setup(options: { sandboxes?: number; timing?: Partial<SupervisorTiming>; earnings?: Earnings } = {}) {
-    const socket = new FakeSocket();
+  function setup(options: { sandboxes?: number; timing?: Partial<SupervisorTiming>; earnings?: Earnings; schedulers?: string[]; answers?: Record<string, FakeSocket['answer']> } = {}) {
+    const sockets = new Map<string, FakeSocket>();
     const pool = new SandboxPool(options.sandboxes ?? 1);
     const lines: Array<{ level: LogLevel; line: string }> = [];
     const log = createLogger({ verbose: true, write: (line, level) => lines.push({ level, line }) });
+    const schedulers = options.schedulers ?? ['http://scheduler.test'];
     const supervisor = new Supervisor({
-      socket: socket.asSocket(),
+      schedulers,
+      socketFor: (url) => {
+        const made = new FakeSocket(url);
+        made.answer = options.answers?.[url] ?? 'connect';
+        sockets.set(url, made);
+        return made.asSocket();
+      },
       pool,
       log,
-      schedulerUrl: 'http://scheduler.test',
       workerId: 'w_testworker01',
       timing: { summaryMs: 60_000, pollMs: 60_000, ackTimeoutMs: 500, ...options.timing },
       earnings: options.earnings,
@@ -155,7 +198,9 @@ describe(Supervisor.name, () => {
       await pool.close();
     });
     const logged = (pattern: RegExp, level?: LogLevel) => lines.some((entry) => pattern.test(entry.line) && (level === undefined || entry.level === level));
-    return { socket, pool, supervisor, lines, logged };
+    // The supervisor makes the first URL's socket at once, the others when it first moves to them.
+    const socket = sockets.get(schedulers[0]!)!;
+    return { socket, sockets, pool, supervisor, lines, logged };
   }
 
   describe('earnings (--bank with --earnings)', () => {
@@ -518,22 +563,114 @@ describe(Supervisor.name, () => {
     expect(logged(new RegExp(`job ${task.jobId} was stopped by the scheduler; dropped 4 unfinished slices`))).toBe(true);
   });
 
-  it('on disconnect drops the connection\'s tasks and their results, and asks for work again after reconnecting', async () => {
-    const { socket, supervisor, pool, logged } = setup();
-    const task = makeTask(slow(40), Array.from({ length: 20 }, (_, i) => i));
-    socket.offered.push(task);
-    supervisor.start();
-    await waitUntil(() => outcomesOf(socket).length >= 2, 3000, 'some results');
-    const requestsBefore = socket.sentOf('task:request').length;
-    socket.drop('transport close');
-    const droppedAt = performance.now();
-    await waitUntil(() => pool.pending === 0, 2000, 'the pool to empty');
-    expect(logged(/disconnected from the scheduler \(transport close\); dropped \d+ unfinished slices/, 'warn')).toBe(true);
-    socket.responders['task:request'] = () => ({ tasks: [] });
-    socket.connect();
-    await waitUntil(() => socket.sentOf('task:request').length > requestsBefore, 2000, 'a request on the new connection');
-    expect(socket.sent.filter((m) => m.event === 'task:results' && m.at > droppedAt)).toEqual([]);
-    expect(supervisor.activeTasks).toBe(0);
+  describe('losing the scheduler (its replica drains or dies)', () => {
+    /** Every outcome sent on any of `sockets`, by slice: how many times each slice's outcome was sent. */
+    function sendsPerSlice(...sockets: FakeSocket[]): Map<number, number> {
+      const sends = new Map<number, number>();
+      for (const socket of sockets) for (const outcome of outcomesOf(socket)) sends.set(outcome.sliceIndex, (sends.get(outcome.sliceIndex) ?? 0) + 1);
+      return sends;
+    }
+
+    it('keeps its tasks across a lost connection: their slices keep running and their results go on the next connection, each once', async () => {
+      const { socket, supervisor, pool, logged } = setup({ timing: { handoverJitterMs: 0 } });
+      const slices = Array.from({ length: 20 }, (_, i) => i);
+      socket.offered.push(makeTask(slow(30), slices));
+      supervisor.start();
+      await waitUntil(() => outcomesOf(socket).length >= 2, 3000, 'some results');
+      socket.drop('transport close');
+      const droppedAt = performance.now();
+      await waitUntil(() => pool.pending === 0, 3000, 'every slice to run without a connection');
+      expect(logged(/disconnected from the scheduler at http:\/\/scheduler\.test \(transport close\); keeping \d+ unfinished slices for the next connection/, 'warn')).toBe(true);
+      expect(socket.sent.filter((m) => m.event === 'task:results' && m.at > droppedAt)).toEqual([]);
+      expect(supervisor.activeTasks).toBe(1);
+
+      socket.connect(); // socket.io reconnects by itself with one URL
+      await waitUntil(() => supervisor.activeTasks === 0, 3000, 'the task to be reported on the new connection');
+      expect([...sendsPerSlice(socket).keys()].sort((a, b) => a - b)).toEqual(slices);
+      // Sent again after the reconnect: only what was not acknowledged before the drop, each once.
+      const after = socket.sent.filter((m) => m.event === 'task:results' && m.at > droppedAt).flatMap((m) => (m.payload as TaskResults).outcomes.map((o) => o.sliceIndex));
+      expect(new Set(after).size).toBe(after.length);
+      expect(after.length).toBeGreaterThan(0);
+      expect(supervisor.stats.accepted).toBe(20);
+      expect(logged(/connected to http:\/\/scheduler\.test as w_testworker01 after \d+ ms without a scheduler; sending what 1 tasks from before computed/)).toBe(true);
+    });
+
+    it('sends results whose acknowledgement the lost connection took with it again on the next one', async () => {
+      const { socket, supervisor } = setup({ timing: { handoverJitterMs: 0 } });
+      socket.responders['task:results'] = () => new Promise(() => undefined); // the scheduler never answers...
+      socket.offered.push(makeTask('(x) => { progress(1); return x * 2; }', [0, 1, 2, 3]));
+      supervisor.start();
+      await waitUntil(() => outcomesOf(socket).length === 4, 3000, 'the results to be sent');
+      socket.drop('transport close'); // ...because its connection is gone
+      socket.responders['task:results'] = (results: TaskResults) => ({ ok: true, accepted: results.outcomes.map((o) => o.sliceIndex), refused: [] });
+      socket.connect();
+      await waitUntil(() => supervisor.activeTasks === 0, 3000, 'the results to be acknowledged');
+      expect([...sendsPerSlice(socket).values()]).toEqual([2, 2, 2, 2]);
+      expect(supervisor.stats.accepted).toBe(4);
+      expect(outcomesOf(socket).slice(4).map((o) => (o.status === 'ok' ? o.value : null))).toEqual([0, 2, 4, 6]);
+    });
+
+    it('reconnects soon (not after reconnectDelayMs) when its only scheduler closes the connection, as a draining replica does', async () => {
+      const { socket, supervisor } = setup({ timing: { handoverJitterMs: 50, reconnectDelayMs: 5000 } });
+      supervisor.start();
+      await waitUntil(() => socket.sentOf('task:request').length > 0, 1000, 'the connection');
+      socket.drop('io server disconnect');
+      const closedAt = performance.now();
+      await waitUntil(() => socket.connectCalls.length === 2 && socket.connected, 2000, 'a reconnect');
+      expect(socket.connectCalls[1]! - closedAt).toBeLessThan(1000);
+    });
+
+    it('with several URLs moves to the next when its replica closes the connection, and delivers the results of the slices it held there', async () => {
+      const { socket: first, sockets, supervisor, logged } = setup({ schedulers: ['http://a.test', 'http://b.test'], timing: { handoverJitterMs: 0 } });
+      const slices = Array.from({ length: 12 }, (_, i) => i);
+      first.offered.push(makeTask(slow(30), slices));
+      supervisor.start();
+      await waitUntil(() => outcomesOf(first).length >= 2, 3000, 'some results through a');
+      first.drop('io server disconnect');
+      await waitUntil(() => sockets.get('http://b.test')?.connected === true, 2000, 'the move to b');
+      const second = sockets.get('http://b.test')!;
+      await waitUntil(() => supervisor.activeTasks === 0, 3000, 'every result delivered');
+      expect([...sendsPerSlice(first, second).keys()].sort((a, b) => a - b)).toEqual(slices);
+      // b gets what a did not acknowledge, each once; every result is counted accepted once.
+      expect(outcomesOf(second).length).toBeGreaterThan(0);
+      expect([...sendsPerSlice(second).values()].every((count) => count === 1)).toBe(true);
+      expect(supervisor.stats.accepted).toBe(12);
+      expect(first.connectCalls).toHaveLength(1); // a is not tried again while b serves
+      expect(supervisor.schedulerUrl).toBe('http://b.test');
+      expect(logged(/disconnected from the scheduler at http:\/\/a\.test \(it closed the connection\)/, 'warn')).toBe(true);
+      expect(logged(/connected to http:\/\/b\.test as w_testworker01/)).toBe(true);
+    });
+
+    it('with several URLs moves on, without an error, when a replica refuses it because it is shutting down', async () => {
+      const { socket: first, sockets, supervisor, logged } = setup({ schedulers: ['http://a.test', 'http://b.test'], timing: { handoverJitterMs: 0 } });
+      first.answer = 'refused';
+      supervisor.start();
+      await waitUntil(() => sockets.get('http://b.test')?.connected === true, 2000, 'the move to b');
+      expect(logged(/the scheduler at http:\/\/a\.test refused the connection: EUNAVAILABLE: .*shutting down.*; trying http:\/\/b\.test/, 'warn')).toBe(true);
+      expect(logged(/refused/, 'error')).toBe(false);
+    });
+
+    it('with several URLs tries them round robin, backing off after each round in which none answered', async () => {
+      const { socket: first, sockets, supervisor } = setup({
+        schedulers: ['http://a.test', 'http://b.test'],
+        answers: { 'http://a.test': 'unreachable', 'http://b.test': 'unreachable' },
+        timing: { handoverJitterMs: 0, reconnectDelayMs: 100 },
+      });
+      supervisor.start();
+      await waitUntil(() => sockets.has('http://b.test'), 1000, 'the move to b');
+      const second = sockets.get('http://b.test')!;
+      await waitUntil(() => first.connectCalls.length >= 3, 3000, 'three rounds');
+      // a, b (at once), a (+100 ms), b (+100 ms), a (+200 ms)
+      const [a1, a2, a3] = first.connectCalls as [number, number, number];
+      const [b1, b2] = second.connectCalls as [number, number];
+      expect(b1 - a1).toBeLessThan(90);
+      expect(a2 - b1).toBeGreaterThanOrEqual(95);
+      expect(b2 - a2).toBeGreaterThanOrEqual(95);
+      expect(a3 - b2).toBeGreaterThanOrEqual(195);
+      second.answer = 'connect';
+      await waitUntil(() => second.connected, 3000, 'b to take the worker');
+      expect(supervisor.schedulerUrl).toBe('http://b.test');
+    });
   });
 
   it('on stop gives back unstarted slices, lets running ones finish and sends their results', async () => {

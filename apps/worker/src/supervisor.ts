@@ -46,8 +46,18 @@ export interface SupervisorTiming {
   drainTimeoutMs: number;
   /** On shutdown, returned slices and then the last results each get this long to be acknowledged. */
   flushTimeoutMs: number;
-  /** First wait before reconnecting when socket.io will not (the scheduler closed the connection or refused the hello); doubles up to 30 s. */
+  /**
+   * Wait before reconnecting after connections failed (the scheduler refused the hello, or could
+   * not be reached): with one URL after each failure, with several after every URL failed in a row;
+   * doubles each time, up to 30 s.
+   */
   reconnectDelayMs: number;
+  /**
+   * The first reconnect after the scheduler closed the connection (its replica drains) or went away
+   * comes after a random wait of up to this long, so the workers of one replica do not all arrive at
+   * the next in the same instant.
+   */
+  handoverJitterMs: number;
   /** The pool is kept fed with about this many seconds of work (at least 2 slices per sandbox). */
   bufferSeconds: number;
 }
@@ -62,15 +72,25 @@ export const defaultTiming: SupervisorTiming = {
   drainTimeoutMs: 20_000,
   flushTimeoutMs: 3_000,
   reconnectDelayMs: 1000,
+  handoverJitterMs: 250,
   bufferSeconds: 1,
 };
 
 export interface SupervisorOptions {
-  socket: WorkerSocket;
+  /**
+   * Scheduler base URLs (at least one; replicas of one scheduler, or a load balancer). The worker
+   * is connected to one at a time, the first one first; with several it moves to the next, round
+   * robin, when its replica closes the connection (a drain), dies or cannot be reached.
+   */
+  schedulers: readonly string[];
+  /**
+   * Makes the (not yet connected) socket for one scheduler URL; called once per URL. With one URL
+   * it should reconnect by itself (socket.io's reconnection); with several the supervisor moves on
+   * instead, so it should not.
+   */
+  socketFor: (schedulerUrl: string) => WorkerSocket;
   pool: WorkerPool;
   log: Logger;
-  /** For log lines only. */
-  schedulerUrl: string;
   workerId: string;
   timing?: Partial<SupervisorTiming>;
   /** The earnings account at the bank (--bank with --earnings): shown in the summary line. */
@@ -133,10 +153,15 @@ const ReturnableTaskSchema = z.object({
   slices: z.array(z.object({ sliceIndex: SliceIndexSchema })).min(1).max(Limits.maxSlicesPerTask),
 });
 
+/**
+ * A task being run or reported. It outlives the connection it came on: its lease belongs to the
+ * worker (the scheduler derives the lease owner from the worker id, the same on every connection),
+ * so outcomes computed while the worker reconnects, to the same scheduler or another replica, are
+ * sent on the next connection.
+ */
 interface ActiveTask {
   readonly task: Task;
   readonly job: SandboxJob;
-  readonly connection: number;
   readonly startedAt: number;
   /** Slices without an outcome that were not given back. */
   readonly outstanding: Set<number>;
@@ -153,7 +178,7 @@ interface ActiveTask {
   unacknowledged: number;
   sending: number;
   runDone: boolean;
-  /** Stopped by the scheduler or lost with its connection: its results go nowhere. */
+  /** Stopped by the scheduler (job:stop): its results go nowhere. */
   dropped: boolean;
   finished: boolean;
 }
@@ -173,7 +198,12 @@ interface EventBuffer {
 export class Supervisor {
   readonly stats: SupervisorStats = { tasksFinished: 0, slicesOk: 0, slicesFailed: 0, accepted: 0, refused: 0, returned: 0 };
   private readonly timing: SupervisorTiming;
-  private readonly socket: WorkerSocket;
+  private readonly schedulers: readonly string[];
+  /** One socket per scheduler URL, made when first used. */
+  private readonly sockets = new Map<string, WorkerSocket>();
+  /** The scheduler URL in use (an index into `schedulers`) and its socket. */
+  private schedulerIndex = 0;
+  private socket: WorkerSocket;
   private readonly pool: WorkerPool;
   private readonly log: Logger;
   private started = false;
@@ -181,6 +211,8 @@ export class Supervisor {
   private connection = 0;
   private connected = false;
   private stopping = false;
+  /** Shut down: no connection is made any more. */
+  private closed = false;
   private stopped: Promise<void> | null = null;
   private requesting = false;
   private waitingForWork = false;
@@ -190,8 +222,10 @@ export class Supervisor {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private summaryTimer: NodeJS.Timeout | null = null;
   private rateTimer: NodeJS.Timeout | null = null;
-  private reconnectDelayMs: number;
+  /** Connection attempts that failed in a row (reset by a connection): the reconnect backoff. */
   private connectFailures = 0;
+  /** When the connection in use was lost (performance.now()), for the log line that says how long it was down. */
+  private lostAt: number | null = null;
   private sendsInFlight = 0;
   private readonly workSources = new Map<string, string>();
   private readonly moduleTables = new Map<string, ModuleTable>();
@@ -218,11 +252,17 @@ export class Supervisor {
   constructor(private readonly options: SupervisorOptions) {
     this.timing = { ...defaultTiming, ...options.timing };
     this.timing.maxOutcomesPerMessage = Math.max(1, Math.min(Limits.maxSlicesPerTask, this.timing.maxOutcomesPerMessage));
-    this.socket = options.socket;
+    if (options.schedulers.length === 0) throw new Error('a worker needs at least one scheduler URL');
+    this.schedulers = [...options.schedulers];
     this.pool = options.pool;
     this.log = options.log;
-    this.reconnectDelayMs = this.timing.reconnectDelayMs;
-    this.state = new WorkerStateLink(this.socket, this.pool, this.log, this.timing.ackTimeoutMs);
+    this.state = new WorkerStateLink(() => this.socket, this.pool, this.log, this.timing.ackTimeoutMs);
+    this.socket = this.socketAt(0);
+  }
+
+  /** The scheduler URL in use. */
+  get schedulerUrl(): string {
+    return this.schedulers[this.schedulerIndex]!;
   }
 
   /** Slices done (ok or failed) since start. */
@@ -238,13 +278,6 @@ export class Supervisor {
   start(): void {
     if (this.started) return;
     this.started = true;
-    const socket = this.socket;
-    socket.on('connect', () => this.onConnect());
-    socket.on('disconnect', (reason) => this.onDisconnect(String(reason)));
-    socket.on('connect_error', (error) => this.onConnectError(error));
-    socket.on('work:available', () => this.onWorkAvailable());
-    socket.on('job:stop', (event: unknown) => this.onJobStop(event));
-    this.state.start();
     const now = performance.now();
     this.rateSample = { at: now, done: 0 };
     this.summarySample = { at: now, done: 0 };
@@ -253,7 +286,24 @@ export class Supervisor {
     this.rateTimer.unref();
     this.summaryTimer.unref();
     if (this.options.earnings) this.showStartingEarnings(this.options.earnings);
-    socket.connect();
+    this.socket.connect();
+  }
+
+  /** The socket of the scheduler URL at `index`, made (and listened to) the first time. Events of a socket not in use are ignored. */
+  private socketAt(index: number): WorkerSocket {
+    const url = this.schedulers[index]!;
+    const known = this.sockets.get(url);
+    if (known !== undefined) return known;
+    const socket = this.options.socketFor(url);
+    this.sockets.set(url, socket);
+    const mine = () => socket === this.socket;
+    socket.on('connect', () => mine() && this.onConnect());
+    socket.on('disconnect', (reason) => mine() && this.onDisconnect(String(reason)));
+    socket.on('connect_error', (error) => mine() && this.onConnectError(error));
+    socket.on('work:available', () => mine() && this.onWorkAvailable());
+    socket.on('job:stop', (event: unknown) => mine() && this.onJobStop(event));
+    this.state.listenTo(socket, mine);
+    return socket;
   }
 
   /** The earnings account's balance when the worker starts (the baseline of "since start"). */
@@ -296,10 +346,22 @@ export class Supervisor {
     this.requesting = false;
     this.waitingForWork = false;
     this.clearTimer('pollTimer');
-    this.reconnectDelayMs = this.timing.reconnectDelayMs;
     this.connectFailures = 0;
-    this.log.info(`connected to ${this.options.schedulerUrl} as ${this.options.workerId}`, { event: 'connected', workerId: this.options.workerId });
+    const carried = [...this.tasks.values()].filter((active) => !active.dropped);
+    const downFor = this.lostAt === null ? '' : ` after ${Math.round(performance.now() - this.lostAt)} ms without a scheduler`;
+    this.lostAt = null;
+    this.log.info(
+      `connected to ${this.schedulerUrl} as ${this.options.workerId}${downFor}` +
+        (carried.length > 0 ? `; sending what ${carried.length} tasks from before computed` : ''),
+      { event: 'connected', workerId: this.options.workerId, scheduler: this.schedulerUrl, carriedTasks: carried.length },
+    );
     this.state.connected();
+    // Outcomes computed while there was no connection go now, on this one; shared state is followed here again.
+    for (const active of carried) {
+      this.state.follow(active.task.jobId);
+      this.flushTask(active);
+    }
+    this.flushEvents();
     this.pump();
   }
 
@@ -309,50 +371,81 @@ export class Supervisor {
     this.requesting = false;
     this.waitingForWork = false;
     this.clearTimer('pollTimer');
-    // The scheduler puts this connection's leases back itself; results for them would be refused.
-    const dropped = this.dropTasks([...this.tasks.values()]);
-    this.events.clear();
     if (this.stopping && reason === 'io client disconnect') return;
-    this.log.warn(`disconnected from the scheduler (${reason})${dropped > 0 ? `; dropped ${dropped} unfinished slices` : ''}`, {
-      event: 'disconnected',
-      reason,
-      droppedSlices: dropped,
-    });
-    // socket.io reconnects by itself except when the server closed the connection.
-    if (reason === 'io server disconnect') this.scheduleReconnect();
+    this.lostAt = performance.now();
+    // The tasks stay: their leases are the worker's, not the connection's. Their slices keep
+    // running and their outcomes wait for the next connection (see ActiveTask).
+    let unfinished = 0;
+    for (const active of this.tasks.values()) if (!active.dropped) unfinished += active.outstanding.size + active.buffer.length;
+    const drained = reason === 'io server disconnect';
+    this.log.warn(
+      `disconnected from the scheduler at ${this.schedulerUrl} (${drained ? 'it closed the connection' : reason})` +
+        `${unfinished > 0 ? `; keeping ${unfinished} unfinished slices for the next connection` : ''}`,
+      { event: 'disconnected', reason, scheduler: this.schedulerUrl, keptSlices: unfinished },
+    );
+    // A replica that closes our connection is shutting down (socket.io will not reconnect then);
+    // with several URLs the worker also leaves one that went away for the next.
+    if (this.schedulers.length > 1 || drained) this.reconnect();
   }
 
   private onConnectError(error: Error): void {
-    if (this.stopping) return;
+    if (this.closed) return;
     const message = error?.message ?? String(error);
     this.connectFailures++;
-    if (this.socket.active) {
+    if (this.schedulers.length === 1 && this.socket.active) {
       // Attempts 1, 2, 4, 8, ...: a scheduler that is down for long does not flood the log.
       if ((this.connectFailures & (this.connectFailures - 1)) === 0) {
-        this.log.warn(`cannot reach the scheduler at ${this.options.schedulerUrl}: ${message} (attempt ${this.connectFailures}); retrying`, {
+        this.log.warn(`cannot reach the scheduler at ${this.schedulerUrl}: ${message} (attempt ${this.connectFailures}); retrying`, {
           event: 'connect_error',
           error: message,
           attempt: this.connectFailures,
         });
       }
-    } else {
-      // The handshake was refused; socket.io will not retry on its own.
-      this.log.error(`the scheduler refused the connection: ${message}; retrying in ${Math.round(this.reconnectDelayMs / 1000)} s`, {
-        event: 'connect_refused',
-        error: message,
-      });
-      this.scheduleReconnect();
+      return;
+    }
+    // socket.io does not retry a refused handshake (a bad hello, a wrong compute group secret, a draining replica).
+    const refused = !this.socket.active;
+    const from = this.schedulerUrl;
+    const delayMs = this.reconnect();
+    const next = this.schedulers.length > 1 ? `trying ${this.schedulerUrl}` : 'retrying';
+    const text = refused ? `the scheduler at ${from} refused the connection: ${message}` : `cannot reach the scheduler at ${from}: ${message}`;
+    // A replica that is shutting down refuses new workers: expected, not an error.
+    const level = refused && !/EUNAVAILABLE/.test(message) ? 'error' : 'warn';
+    if (level === 'error' || (this.connectFailures & (this.connectFailures - 1)) === 0) {
+      this.log[level](`${text}; ${next} in ${Math.round(delayMs)} ms`, { event: refused ? 'connect_refused' : 'connect_error', error: message, attempt: this.connectFailures });
     }
   }
 
-  private scheduleReconnect(): void {
-    if (this.stopping || this.reconnectTimer !== null) return;
-    const delay = this.reconnectDelayMs;
-    this.reconnectDelayMs = Math.min(maxReconnectDelayMs, this.reconnectDelayMs * 2);
+  /** The index of the URL the worker moves to next (round robin). */
+  private nextIndex(): number {
+    return this.schedulers.length > 1 ? (this.schedulerIndex + 1) % this.schedulers.length : this.schedulerIndex;
+  }
+
+  /**
+   * Connects again, to the next URL when there are several (the one in use drained, died, or could
+   * not be reached). The first attempt after a lost connection comes after a short random wait
+   * (handoverJitterMs); after every URL failed in a row, the wait is reconnectDelayMs, doubling each
+   * round up to 30 s. Returns the wait.
+   */
+  private reconnect(): number {
+    // While shutting down too: the last results still go to whichever replica takes them.
+    if (this.closed) return 0;
+    const rounds = Math.floor(this.connectFailures / this.schedulers.length);
+    const delayMs = rounds === 0 ? Math.random() * this.timing.handoverJitterMs : Math.min(maxReconnectDelayMs, this.timing.reconnectDelayMs * 2 ** (rounds - 1));
+    const index = this.nextIndex();
+    if (index !== this.schedulerIndex) {
+      const previous = this.socket;
+      this.schedulerIndex = index;
+      this.socket = this.socketAt(index);
+      // Not in use any more: its own reconnection stops, and its events are ignored from now on.
+      previous.disconnect();
+    }
+    this.clearTimer('reconnectTimer');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      if (!this.stopping && !this.socket.connected) this.socket.connect();
-    }, delay);
+      if (!this.closed && !this.socket.connected) this.socket.connect();
+    }, delayMs);
+    return delayMs;
   }
 
   // ---------------------------------------------------------------- asking for work
@@ -518,7 +611,6 @@ export class Supervisor {
     const active: ActiveTask = {
       task: taskWithoutWork,
       job,
-      connection: this.connection,
       startedAt: performance.now(),
       outstanding: new Set(sliceIndexes),
       buffer: [],
@@ -738,22 +830,36 @@ export class Supervisor {
       }
       return;
     }
+    // Without a connection the outcomes wait in the buffer: the next connection sends them (onConnect).
+    if (!this.connected && !active.dropped) return;
     const outcomes = active.buffer;
     const weights = active.weights;
     active.buffer = [];
     active.weights = [];
     active.bufferBytes = 0;
-    if (active.dropped || !this.connected || active.connection !== this.connection) return;
+    if (active.dropped) return;
     // A slice's console and custom events go out before its result, so that a client never
     // sees a job complete and then hears from its slices.
     if (this.events.has(active.task.jobId)) this.flushEvents(active.task.jobId);
     for (const [start, end] of splitByWeight(weights, this.timing.maxOutcomesPerMessage)) {
-      this.sendResults(active, start === 0 && end === outcomes.length ? outcomes : outcomes.slice(start, end), 1);
+      const whole = start === 0 && end === outcomes.length;
+      this.sendResults(active, whole ? outcomes : outcomes.slice(start, end), whole ? weights : weights.slice(start, end), 1);
     }
   }
 
+  /**
+   * Outcomes sent on a connection that was lost before they were acknowledged go back to their
+   * task's buffer, for the next connection. The scheduler may have stored them meanwhile: sent
+   * again, they are refused (already claimed) and stored only once either way.
+   */
+  private keepForNextConnection(active: ActiveTask, outcomes: SliceOutcome[], weights: ValueWeight[]): void {
+    active.buffer.push(...outcomes);
+    active.weights.push(...weights);
+    for (const weight of weights) active.bufferBytes += weight.bytes;
+  }
+
   /** Sends `outcomes` again after a backoff with jitter, holding the task open until then. */
-  private resendLater(active: ActiveTask, outcomes: SliceOutcome[], attempt: number): void {
+  private resendLater(active: ActiveTask, outcomes: SliceOutcome[], weights: ValueWeight[], attempt: number): void {
     const connection = this.connection;
     active.sending++;
     this.sendsInFlight++;
@@ -762,16 +868,17 @@ export class Supervisor {
       active.sending--;
       this.sendsInFlight--;
       if (connection === this.connection && this.connected && !active.dropped) {
-        this.sendResults(active, outcomes, attempt + 1);
+        this.sendResults(active, outcomes, weights, attempt + 1);
         return;
       }
-      active.unacknowledged += outcomes.length;
+      if (!active.dropped && !this.connected) this.keepForNextConnection(active, outcomes, weights);
+      else if (!active.dropped) this.sendResults(active, outcomes, weights, 1);
       this.maybeFinish(active);
       this.pump();
     }, delay).unref?.();
   }
 
-  private sendResults(active: ActiveTask, outcomes: SliceOutcome[], attempt: number): void {
+  private sendResults(active: ActiveTask, outcomes: SliceOutcome[], weights: ValueWeight[], attempt: number): void {
     const { taskId, jobId } = active.task;
     const connection = this.connection;
     active.sending++;
@@ -793,7 +900,7 @@ export class Supervisor {
           if (reply.data.ok === false && reply.data.code === ErrorCode.EUNAVAILABLE && attempt < maxBusyResultAttempts) {
             // The scheduler was busy, not refusing: the same results go again after a backoff
             // (the task stays unfinished meanwhile, so nothing is reported as lost).
-            this.resendLater(active, outcomes, attempt);
+            this.resendLater(active, outcomes, weights, attempt);
             return;
           }
           if (reply.data.ok === false) {
@@ -815,7 +922,13 @@ export class Supervisor {
         },
         (error: unknown) => {
           if (attempt < maxResultAttempts && connection === this.connection && this.connected && !active.dropped) {
-            this.sendResults(active, outcomes, attempt + 1);
+            this.sendResults(active, outcomes, weights, attempt + 1);
+            return;
+          }
+          if (!active.dropped && (connection !== this.connection || !this.connected)) {
+            // The connection went while they were on their way: the next one sends them.
+            this.keepForNextConnection(active, outcomes, weights);
+            if (this.connected) this.flushTask(active);
             return;
           }
           active.unacknowledged += outcomes.length;
@@ -884,8 +997,12 @@ export class Supervisor {
     this.eventTimer ??= setTimeout(() => this.flushEvents(), this.timing.eventFlushMs);
   }
 
-  /** Sends the buffered events of one job, or of all jobs. */
+  /** Sends the buffered events of one job, or of all jobs; without a connection they wait for the next one (bounded per job). */
   private flushEvents(jobId?: string): void {
+    if (!this.connected) {
+      if (jobId === undefined) this.clearTimer('eventTimer');
+      return;
+    }
     let buffers: Array<[string, EventBuffer]>;
     if (jobId === undefined) {
       this.clearTimer('eventTimer');
@@ -898,7 +1015,6 @@ export class Supervisor {
       buffers = [[jobId, buffer]];
       if (this.events.size === 0) this.clearTimer('eventTimer');
     }
-    if (!this.connected) return;
     for (const [jobId, buffer] of buffers) {
       const items = buffer.items;
       for (const [start, end] of splitByWeight(items.map((event) => event.weight), maxBufferedEventsPerJob)) {
@@ -995,7 +1111,6 @@ export class Supervisor {
     this.stopping = true;
     this.waitingForWork = false;
     this.clearTimer('pollTimer');
-    this.clearTimer('reconnectTimer');
     const returns: Array<Promise<void>> = [];
 
     const withdrawn = this.pool.withdraw();
@@ -1047,7 +1162,9 @@ export class Supervisor {
     this.summaryTimer = null;
     this.rateTimer = null;
     this.logSummary(true);
-    this.socket.disconnect();
+    this.closed = true;
+    this.clearTimer('reconnectTimer');
+    for (const socket of this.sockets.values()) socket.disconnect();
   }
 
   private clearTimer(name: 'pollTimer' | 'resultTimer' | 'eventTimer' | 'reconnectTimer'): void {

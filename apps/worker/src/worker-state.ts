@@ -20,15 +20,18 @@ export class WorkerStateLink {
   private readonly listening = new Set<string>();
   private readonly subscribed = new Set<string>();
 
+  /** `socket()` is the worker's socket in use (it changes when the worker moves to another scheduler URL). */
   constructor(
-    private readonly socket: WorkerSocket,
+    private readonly socket: () => WorkerSocket,
     private readonly pool: Partial<Pick<SandboxPool, 'updateState'>>,
     private readonly log: Logger,
     private readonly ackTimeoutMs: number,
   ) {}
 
-  start(): void {
-    this.socket.on('state:change', (raw: unknown) => {
+  /** Takes `state:change` from `socket` while `inUse()` says it is the socket in use. */
+  listenTo(socket: WorkerSocket, inUse: () => boolean): void {
+    socket.on('state:change', (raw: unknown) => {
+      if (!inUse()) return;
       const parsed = StateChangeEventSchema.safeParse(raw);
       if (!parsed.success) {
         this.log.warn('ignored a malformed state:change', { event: 'invalid_message', message: 'state:change' });
@@ -44,7 +47,7 @@ export class WorkerStateLink {
   }
 
   operate(jobId: string, operation: StateOperation): Promise<StateOperationReply> {
-    const sent = this.socket
+    const sent = this.socket()
       .timeout(this.ackTimeoutMs)
       .emitWithAck('state:op', { jobId, operation })
       .then(
@@ -79,9 +82,10 @@ export class WorkerStateLink {
 
   /** A task of the job started. */
   follow(jobId: string): void {
-    if (!this.listening.has(jobId) || this.subscribed.has(jobId) || !this.socket.connected) return;
+    const socket = this.socket();
+    if (!this.listening.has(jobId) || this.subscribed.has(jobId) || !socket.connected) return;
     this.subscribed.add(jobId);
-    this.socket
+    socket
       .timeout(this.ackTimeoutMs)
       .emitWithAck('state:subscribe', { jobId })
       .then((raw: unknown) => {
@@ -94,6 +98,7 @@ export class WorkerStateLink {
   /** No task of the job is left here: stop hearing its changes. */
   idle(jobId: string): void {
     if (!this.subscribed.delete(jobId)) return;
-    if (this.socket.connected) this.socket.emit('state:unsubscribe', { jobId });
+    const socket = this.socket();
+    if (socket.connected) socket.emit('state:unsubscribe', { jobId });
   }
 }
