@@ -309,6 +309,99 @@ describe(SchedulerConnection.name, () => {
     await expect(running).resolves.toEqual([1]);
   });
 
+  describe('job event order', () => {
+    const epoch = '0123456789abcdef';
+    const at = (seq: number) => ({ cursor: { epoch, seq } });
+    const consoleEvent = (seq: number, message: string) => ({ jobId, entries: [{ sliceIndex: 0, level: 'log', message }], ...at(seq) });
+    /** A deployed two-slice job whose console messages and results are recorded. */
+    async function deployedJob(setupAnswer: (name: string, payload: unknown) => unknown) {
+      const { socket, compute } = setup();
+      socket.answer = (name, payload) => (name === 'deploy' ? { ok: true, jobId, total: 2, receipt: 'r', readToken } : setupAnswer(name, payload));
+      const job = compute.for(['x', 'y'], (s: string) => s);
+      const heard: string[] = [];
+      job.on('console', (event: { message: string }) => heard.push(event.message));
+      job.on('result', (event: { result: { result: unknown } }) => heard.push(`result ${String(event.result.result)}`));
+      const running = job.exec();
+      await waitFor('the deploy to be acknowledged', () => job.id === jobId);
+      return { socket, job, heard, running };
+    }
+
+    it('delivers live events in sequence order, drops copies, and fetches a hole that does not arrive from the log', async () => {
+      const { socket, heard, running } = await deployedJob((name, payload) => {
+        if (name !== 'job:events') return undefined;
+        expect(payload).toEqual({ jobId, since: { epoch, seq: 2 }, readToken });
+        return { ok: true, events: { cursor: { epoch, seq: 4 }, gap: false, more: false, events: [{ name: 'job:console', event: consoleEvent(3, 'three') }, { name: 'job:console', event: consoleEvent(4, 'four') }] } };
+      });
+      socket.receive('job:accepted', { jobId, total: 2, ...at(1) });
+      socket.receive('job:console', consoleEvent(4, 'four'));
+      socket.receive('job:console', consoleEvent(2, 'two'));
+      socket.receive('job:console', consoleEvent(2, 'two'));
+      await waitFor('the hole to be fetched', () => heard.length === 3);
+      expect(heard).toEqual(['two', 'three', 'four']);
+      socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 'a' }, { sliceIndex: 1, value: 'b' }], ...at(5) });
+      socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }), ...at(6) });
+      expect(inspect(await running)).toBe("[ 'a', 'b' ]");
+      expect(socket.sent.filter((message) => message.name === 'job:events')).toHaveLength(1);
+    });
+
+    it('after a reconnect, asks for the events after the last one delivered and delivers them (results included) before the end, without REST', async () => {
+      const requested: string[] = [];
+      globalThis.fetch = jest.fn(async (url: string | URL | Request) => {
+        requested.push(String(url));
+        return new Response('{}', { status: 500 });
+      }) as typeof fetch;
+      const { socket, heard, running } = await deployedJob((name) => {
+        if (name !== 'subscribe') return undefined;
+        return {
+          ok: true,
+          status: jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }),
+          events: {
+            cursor: { epoch, seq: 6 }, gap: false, more: false,
+            events: [
+              { name: 'job:console', event: consoleEvent(3, 'missed three') },
+              { name: 'job:results', event: { jobId, results: [{ sliceIndex: 1, value: 'b' }], ...at(4) } },
+              { name: 'job:console', event: consoleEvent(5, 'missed five') },
+              { name: 'job:end', event: { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }), ...at(6) } },
+            ],
+          },
+        };
+      });
+      socket.receive('job:accepted', { jobId, total: 2, ...at(1) });
+      socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 'a' }], ...at(2) });
+      socket.receive('disconnect', 'transport close');
+      socket.receive('connect');
+      expect(inspect(await running)).toBe("[ 'a', 'b' ]");
+      expect(socket.sent.find((message) => message.name === 'subscribe')?.payload).toEqual({ jobId, readToken, since: { epoch, seq: 2 } });
+      expect(heard).toEqual(['result a', 'missed three', 'result b', 'missed five']);
+      expect(requested).toEqual([]);
+    });
+
+    it('after a reconnect whose page says gap (Redis lost the log), falls back to the results over REST and goes on in the new epoch', async () => {
+      const requested: string[] = [];
+      globalThis.fetch = jest.fn(async (url: string | URL | Request) => {
+        requested.push(String(url));
+        return new Response(JSON.stringify({ jobId, results: [{ sliceIndex: 1, value: 'b' }], nextAfter: null }), { status: 200 });
+      }) as typeof fetch;
+      const newEpoch = 'fedcba9876543210';
+      const { socket, heard, running } = await deployedJob((name) => {
+        if (name !== 'subscribe') return undefined;
+        return { ok: true, status: jobStatus(jobId, { total: 2, computed: 2 }), events: { cursor: { epoch: newEpoch, seq: 1 }, gap: true, more: false, events: [] } };
+      });
+      socket.receive('job:console', consoleEvent(1, 'one'));
+      socket.receive('job:results', { jobId, results: [{ sliceIndex: 0, value: 'a' }], ...at(2) });
+      socket.receive('disconnect', 'transport close');
+      socket.receive('connect');
+      await waitFor('the results missed to be fetched over REST', () => requested.length === 1);
+      expect(requested).toEqual([`http://scheduler.test:4000/jobs/${jobId}/results?after=0&limit=1000`]);
+      // Events of the old epoch are not taken for new ones; the new epoch goes on after its cursor.
+      socket.receive('job:console', consoleEvent(2, 'old epoch copy'));
+      socket.receive('job:console', { ...consoleEvent(2, 'after the loss'), cursor: { epoch: newEpoch, seq: 2 } });
+      socket.receive('job:end', { jobId, status: jobStatus(jobId, { runStatus: 'finished', total: 2, computed: 2 }), cursor: { epoch: newEpoch, seq: 3 } });
+      expect(inspect(await running)).toBe("[ 'a', 'b' ]");
+      expect(heard).toEqual(['one', 'result a', 'result b', 'after the loss']);
+    });
+  });
+
   describe('several scheduler URLs', () => {
     const urlA = new URL('http://a.test:4000');
     const urlB = new URL('http://b.test:4000');

@@ -60,6 +60,8 @@ export class JobEventOrder {
   /** Bumped by every reset: a fetch answered after one is ignored. */
   private generation = 0;
   private closed = false;
+  /** Epochs this order has left (after a gap): a late copy from one of them is stale, never a new event. */
+  private readonly retired: string[] = [];
 
   constructor(private readonly host: JobEventOrderHost, private readonly options: JobEventOrderOptions, phase: 'fresh' | 'awaiting') {
     this.phase = phase;
@@ -78,6 +80,7 @@ export class JobEventOrder {
       event.deliver(); // the scheduler could not log it: as it comes, as before event logs
       return;
     }
+    if (this.retired.includes(cursor.epoch)) return;
     if (this.phase === 'fresh' || this.phase === 'adopt') {
       this.epoch = cursor.epoch;
       this.delivered = this.phase === 'fresh' ? 0 : cursor.seq - 1;
@@ -169,8 +172,13 @@ export class JobEventOrder {
   private apply(page: JobEventPage, reportGap: boolean): void {
     if (this.closed) return;
     if (page.gap && reportGap) this.host.missed();
+    if (!page.gap && this.epoch === null && page.cursor) {
+      this.epoch = page.cursor.epoch; // nothing was delivered yet: the page starts the log
+      this.delivered = 0;
+    }
     if (page.gap) {
       // Delivered from the page's first event on, or from where the log stands when it carries none.
+      this.retire(page.cursor?.epoch ?? null);
       this.epoch = page.cursor?.epoch ?? null;
       this.delivered = page.events[0]?.event.cursor ? page.events[0].event.cursor.seq - 1 : (page.cursor?.seq ?? 0);
     }
@@ -182,6 +190,14 @@ export class JobEventOrder {
       // The page is the log itself: a sequence number it skips is one the log no longer has.
       this.deliver(event);
     }
+  }
+
+  /** Leaves the current epoch for `next` (a few are remembered: the held ones and copies still on the way). */
+  private retire(next: string | null): void {
+    if (this.epoch === null || this.epoch === next || this.retired.includes(this.epoch)) return;
+    this.retired.push(this.epoch);
+    if (this.retired.length > 8) this.retired.shift();
+    for (const [key, event] of this.held) if (event.cursor.epoch === this.epoch) this.held.delete(key);
   }
 
   private deliver(event: OrderedEvent): void {
@@ -272,6 +288,7 @@ export class JobEventOrder {
     this.held.clear();
     for (const event of held) {
       if (event.cursor.epoch !== this.epoch) {
+        this.retire(event.cursor.epoch);
         this.epoch = event.cursor.epoch;
         this.delivered = event.cursor.seq - 1;
       }

@@ -1,6 +1,7 @@
 import { Limits } from './limits.js';
 import {
-  AddressSchema, DeployRequestSchema, InputSetSchema, JobSpecSchema, TaskResultsSchema, TaskSchema, WorkerHelloSchema,
+  AddressSchema, DeployRequestSchema, InputSetSchema, JobEventLimits, JobEventPageSchema, JobEventsRequestSchema, JobSpecSchema, SubscribeRequestSchema,
+  TaskResultsSchema, TaskSchema, WorkerHelloSchema,
 } from './schemas.js';
 
 const owner = '0x000000000000000000000000000000000000dead';
@@ -109,5 +110,37 @@ describe('InputSetSchema: sparse, multi-range and distribution kinds', () => {
     const task = { taskId: 't_0123456789', jobId: 'j_0123456789', workHash: '0x' + 'a'.repeat(64), arguments: [], public: {}, slices: [{ sliceIndex: 0, datum: [1, 2] }], leaseDeadline: 1, progressTimeoutMs: 1, sliceTimeLimitMs: 1 };
     expect(TaskSchema.parse(task).spreadDatum).toBe(false);
     expect(TaskSchema.parse({ ...task, spreadDatum: true }).spreadDatum).toBe(true);
+  });
+});
+
+describe('job event stream schemas', () => {
+  const jobId = 'j_0000000042';
+  const cursor = { epoch: '0123456789abcdef', seq: 7 };
+  it('a subscribe takes an optional `since` cursor, bounded: hex epoch of at most maxEpochChars, a safe non-negative integer seq', () => {
+    expect(SubscribeRequestSchema.parse({ jobId, since: cursor }).since).toEqual(cursor);
+    expect(SubscribeRequestSchema.parse({ jobId }).since).toBeUndefined();
+    for (const since of [
+      { epoch: 'a'.repeat(JobEventLimits.maxEpochChars + 1), seq: 1 },
+      { epoch: '', seq: 1 },
+      { epoch: 'not-hex!', seq: 1 },
+      { epoch: 'abc', seq: -1 },
+      { epoch: 'abc', seq: 1.5 },
+      { epoch: 'abc', seq: Number.MAX_SAFE_INTEGER + 2 },
+      { epoch: 'abc' },
+    ]) {
+      expect(SubscribeRequestSchema.safeParse({ jobId, since }).success).toBe(false);
+      expect(JobEventsRequestSchema.safeParse({ jobId, since }).success).toBe(false);
+    }
+    expect(JobEventsRequestSchema.safeParse({ jobId }).success).toBe(false); // job:events always says from where
+  });
+  it('a page carries at most maxEventsPerPage events, each a known job event with its payload parsed', () => {
+    const event = { name: 'job:console', event: { jobId, entries: [{ sliceIndex: 0, level: 'log', message: 'hi' }], cursor } };
+    const page = (events: unknown[]) => ({ cursor, gap: false, more: false, events });
+    expect(JobEventPageSchema.parse(page([event])).events[0]).toEqual(event);
+    expect(JobEventPageSchema.safeParse(page(Array.from({ length: JobEventLimits.maxEventsPerPage }, () => event))).success).toBe(true);
+    expect(JobEventPageSchema.safeParse(page(Array.from({ length: JobEventLimits.maxEventsPerPage + 1 }, () => event))).success).toBe(false);
+    expect(JobEventPageSchema.safeParse(page([{ name: 'job:unknown', event: {} }])).success).toBe(false);
+    expect(JobEventPageSchema.safeParse(page([{ name: 'job:console', event: { jobId, entries: 'no' } }])).success).toBe(false);
+    expect(JobEventPageSchema.safeParse({ ...page([]), cursor: null, gap: true }).success).toBe(true);
   });
 });
