@@ -45,6 +45,9 @@ export class ChainIdentityGuard {
       this.resume();
       return recorded;
     }
+    // Never record a chain the configuration rules out (another chain id than BRIDGE_CHAIN_ID, no
+    // vault at its address): fixing the RPC URL later would then look like a new chain.
+    if (recorded === null) await this.chain.chainId();
     const outcome = await this.repository.exclusively(holding === 'deposits' ? 'withdrawals' : 'deposits', () => this.settle(current));
     return outcome.ran ? outcome.value : null;
   }

@@ -57,11 +57,13 @@ export class WithdrawalSender {
   }
 
   private async pass(): Promise<SenderReport> {
-    const open = await this.repository.openWithdrawals(this.settings.maxWithdrawalsPerRun);
-    const report: SenderReport = { open: open.length, steps: [] };
-    if (open.length === 0) return report;
+    const waiting = await this.repository.openWithdrawals(this.settings.maxWithdrawalsPerRun);
+    const report: SenderReport = { open: waiting.length, steps: [] };
+    if (waiting.length === 0) return report;
     // Nothing is signed or sent for a chain the bridge's state is not about (chain-identity.service.ts).
     if (!(await this.guard.verify('withdrawals'))) return report;
+    // Read again: verifying may have just moved to a new dev chain and reset the withdrawals signed for the old one.
+    const open = await this.repository.openWithdrawals(this.settings.maxWithdrawalsPerRun);
     await this.chain.chainId();
     const view = await this.readChain();
     // A signed transaction the node has not taken blocks new signatures: a later nonce would wait behind its gap.
