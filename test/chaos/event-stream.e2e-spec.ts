@@ -36,7 +36,7 @@ describe('job event streams across a replica kill (chaos, e2e)', () => {
   }, 30_000);
 
   /** Each slice says something, emits its index and busy-waits a few ms, so events keep flowing while replica A dies. */
-  const work = (i: number) => {
+  const sliceWork = (i: number) => {
     console.log(`line ${i}`);
     work.emit('tick', i);
     const until = Date.now() + 8;
@@ -63,7 +63,7 @@ describe('job event streams across a replica kill (chaos, e2e)', () => {
   it('delivers every console and custom event exactly once, in log order, after the client\'s replica is killed', async () => {
     const { replicaA, replicaB } = commune!;
     const { compute } = await init({ scheduler: [replicaA.url, replicaB.url], home });
-    const job = compute.for(0, SLICES - 1, work);
+    const job = compute.for(0, SLICES - 1, sliceWork);
     const heard: string[] = [];
     job.on('console', (event: { message: string }) => heard.push(`console ${event.message}`));
     job.work.on('tick', (value: unknown) => heard.push(`tick ${String(value)}`));
