@@ -517,6 +517,7 @@ describe('the bank bridge under SIGKILL, deep reorganisations and a replaced cha
     await rig.chain.mine(CONFIRMATIONS);
     const restartedAt = Date.now();
     bank = await startBankProcess(env);
+    const upAt = Date.now();
     const creditedAt = await waitForBalance(bank, payer.address, dcc(20 + 20 - 5), 'the same deposit on chain B credited (the withdrawal still held)');
     const confirmedAt = await waitFor('the withdrawal signed again and confirmed on chain B', async () => {
       const current = (await (await fetch(`${bank.url}/withdrawals/${pending.withdrawalId}`)).json()) as Withdrawal;
@@ -533,7 +534,10 @@ describe('the bank bridge under SIGKILL, deep reorganisations and a replaced cha
     await sleep(500);
     expect(linesWith(bank, 'a new dev chain (BRIDGE_DEV_CHAIN)')).toBe(1);
     expect(await metric(bank, 'commune_bank_bridge_dev_chain_resets_total')).toBe(1);
-    log(`fresh dev chain at restart: one warning; the deposit replayed with the same hash credited ${creditedAt - restartedAt} ms after the restart, the withdrawal signed for the old chain paid once on the new one ${confirmedAt - restartedAt} ms after`);
+    log(
+      `fresh dev chain at restart: bank up in ${upAt - restartedAt} ms, one warning; the deposit replayed with the same hash credited ${creditedAt - upAt} ms ` +
+        `after it was up, the withdrawal signed for the old chain paid once on the new one and confirmed ${confirmedAt - upAt} ms after`,
+    );
 
     // The chain replaced again under the running bank.
     await rig.chain.stop();
