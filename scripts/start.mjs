@@ -117,6 +117,8 @@ try {
     run('bank', ['apps/bank/dist/main.js'], {
       PORT: String(bankPort), HOST: '127.0.0.1', DATABASE_SCHEMA: 'bank', REDIS_PREFIX: 'commune_bank', BANK_SERVICE_TOKEN: token,
       BRIDGE_CONFIG_FILE: chainFile, BRIDGE_CONFIRMATIONS: '2', BRIDGE_POLL_INTERVAL_MS: '500',
+      // Our own dev chain: should it ever start afresh, the bank resets its bridge state once instead of stopping.
+      BRIDGE_DEV_CHAIN: '1',
     });
     await waitFor(`the bank to answer ${bankUrl}/health`, async () => (await fetch(`${bankUrl}/health`)).ok, 60_000);
   }
