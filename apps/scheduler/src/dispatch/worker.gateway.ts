@@ -124,9 +124,9 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
 
     // A draining replica grants nothing more: the worker is about to be handed to another replica.
     handle(socket, 'task:request', TaskRequestSchema, async ({ maxSlices }) =>
-      this.lifecycle.serving ? { tasks: await this.lifecycle.track(() => this.dispatch.grant(socket.data, maxSlices)) } : { tasks: [] },
+      this.lifecycle.serving ? { tasks: await this.lifecycle.track(socket, () => this.dispatch.grant(socket.data, maxSlices)) } : { tasks: [] },
     );
-    handle(socket, 'task:results', TaskResultsSchema, (batch) => this.lifecycle.track(async () => {
+    handle(socket, 'task:results', TaskResultsSchema, (batch) => this.lifecycle.track(socket, async () => {
       const session = socket.data;
       const { paymentOutliers, ...ack } = await this.results.submit(
         { leaseOwner: session.leaseOwner, payee: session.unpaid ? null : session.earnings, sandboxes: session.sandboxes },
@@ -136,7 +136,7 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
       if (paymentOutliers > 0) this.flagOutliers(session, batch.jobId, paymentOutliers);
       return { ok: true as const, ...ack };
     }), resultsMessageBounds);
-    handle(socket, 'task:return', TaskReturnSchema, ({ taskId, sliceIndexes }) => this.lifecycle.track(async () => {
+    handle(socket, 'task:return', TaskReturnSchema, ({ taskId, sliceIndexes }) => this.lifecycle.track(socket, async () => {
       const returned = await this.leases.returnSlices(taskId, socket.data.leaseOwner, sliceIndexes);
       this.metrics.slicesReturned.inc(returned);
       if (returned > 0) this.notifier.workAvailable();

@@ -39,6 +39,8 @@ export class ReplicaLifecycle {
   private server: Server | null = null;
   /** Worker messages being answered (results being stored): the drain waits for them. */
   private inFlight = 0;
+  /** The same, per socket: a socket is disconnected between its answers, so no acknowledgement is lost with it. */
+  private readonly inFlightBySocket = new WeakMap<object, number>();
   private drained: Promise<DrainReport> | null = null;
   private wake: (() => void) | null = null;
   private cut = false;
@@ -58,13 +60,19 @@ export class ReplicaLifecycle {
     this.server = server;
   }
 
-  /** Runs a worker message's answer, counted so that a drain lets it finish before the replica closes. */
-  async track<T>(work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs the answer to a message of `socket`, counted so that a drain lets it finish before the
+   * replica closes, and disconnects the socket only once its answer went out (a worker whose
+   * results were stored but not acknowledged would send them again to the next replica).
+   */
+  async track<T>(socket: object, work: () => Promise<T>): Promise<T> {
     this.inFlight++;
+    this.inFlightBySocket.set(socket, (this.inFlightBySocket.get(socket) ?? 0) + 1);
     try {
       return await work();
     } finally {
       this.inFlight--;
+      this.inFlightBySocket.set(socket, (this.inFlightBySocket.get(socket) ?? 1) - 1);
       if (this.inFlight === 0) this.wake?.();
     }
   }
@@ -112,7 +120,10 @@ export class ReplicaLifecycle {
       const clients = this.sockets(Namespaces.client);
       if (workers.length + clients.length === 0 && this.inFlight === 0) break;
       const due = disconnectsDue(workers.length + clients.length, Date.now(), windowEnd, ReplicaLifecycle.drainTickMs);
-      for (const socket of [...workers, ...clients].slice(0, due)) {
+      // Sockets between answers first; one still being answered waits for a later tick (until the window ends).
+      const idle = (socket: Socket) => (this.inFlightBySocket.get(socket) ?? 0) === 0;
+      const order = [...workers.filter(idle), ...clients, ...(Date.now() >= windowEnd ? workers.filter((socket) => !idle(socket)) : [])];
+      for (const socket of order.slice(0, due)) {
         if (socket.nsp.name === Namespaces.worker) workersDisconnected++;
         else clientsDisconnected++;
         socket.disconnect(true);
