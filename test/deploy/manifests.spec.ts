@@ -575,12 +575,27 @@ describe('deploy/: Kubernetes manifests rendered by kubectl kustomize', () => {
     expect(names(bankContainer).filter((name: string) => !runtime.has(name) && !keysOf(BankEnvSchema).includes(name))).toEqual([]);
   });
 
+  it('a stopping scheduler replica finishes its drain inside the grace period: preStop pause + SHUTDOWN_DRAIN_MS + time to close', () => {
+    const { objects } = rendered['deploy/base']!;
+    const pod = find(objects, 'Deployment', 'scheduler').spec.template.spec;
+    const container = pod.containers[0];
+    const scheduler = loadSchedulerEnv(environmentOf(objects, resolveStage(stages, 'scheduler'), container, secretsForTest));
+    const command = container.lifecycle?.preStop?.exec?.command as string[] | undefined;
+    const pauseSeconds = command?.[0] === 'sleep' ? Number(command[1]) : 0;
+    // Readiness is what the drain turns off first (/health answers 503 `draining`).
+    expect(container.readinessProbe.httpGet.path).toBe('/health');
+    expect(scheduler.SHUTDOWN_NOT_READY_MS).toBeGreaterThan(0);
+    // Closing (Nest shutdown: BullMQ, Redis, PostgreSQL) after the drain: 5 s of room.
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(pauseSeconds + scheduler.SHUTDOWN_DRAIN_MS / 1000 + 5);
+  });
+
   it('the worker command line parses, and points at the scheduler and bank Services', () => {
     const { objects } = rendered['deploy/base']!;
     const container = find(objects, 'Deployment', 'worker').spec.template.spec.containers[0];
     const parsed = parseCommandLine(container.args, { env: {}, defaultSandboxes: 1, readFile: () => { throw new Error('no files'); } });
     if (parsed.kind !== 'run') throw new Error(`the worker's args do not parse: ${JSON.stringify(parsed)}`);
-    for (const [url, name] of [[parsed.options.scheduler, 'scheduler'], [parsed.options.bank!, 'bank']] as const) {
+    expect(parsed.options.schedulers).toHaveLength(1); // the Service: any replica serves the worker
+    for (const [url, name] of [[parsed.options.schedulers[0]!, 'scheduler'], [parsed.options.bank!, 'bank']] as const) {
       const target = new URL(url);
       const service = find(objects, 'Service', target.hostname);
       expect(`${name} -> ${service.metadata.name}:${service.spec.ports.some((port: any) => port.port === Number(target.port))}`).toBe(`${name} -> ${name}:true`);
