@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { type OnGatewayConnection, type OnGatewayDisconnect, type OnGatewayInit, WebSocketGateway } from '@nestjs/websockets';
 import type { Socket } from 'socket.io';
 import {
-  checkBounds, CommuneError, ErrorCode, isCommuneError, Limits, Namespaces, type ValueBounds, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
+  checkBounds, CommuneError, ErrorCode, Limits, Namespaces, type ValueBounds, TaskRequestSchema, TaskResultsSchema, TaskReturnSchema, WorkerEventsSchema, WorkerHelloSchema,
   type SchedulerToWorkerEvents, type WorkerToSchedulerEvents,
 } from '@commune/protocol';
 import { handle, toErrorReply } from '../common-replies.js';
@@ -36,9 +36,13 @@ function parseHello(auth: unknown) {
   return WorkerHelloSchema.safeParse(auth);
 }
 
-/** A refused handshake: the worker gets a connect_error carrying the error reply (code and message). */
+/**
+ * A refused handshake: the worker gets a connect_error carrying the error reply (code and message;
+ * an internal failure, Redis or PostgreSQL down, says only its code, never its text).
+ */
 function refusal(error: unknown): Error {
-  return Object.assign(new Error(`${isCommuneError(error) ? error.code : ErrorCode.EINVAL}: ${(error as Error).message}`), { data: toErrorReply(error) });
+  const reply = toErrorReply(error);
+  return Object.assign(new Error(`${reply.code}: ${reply.message}`), { data: reply });
 }
 
 /**
