@@ -1,4 +1,3 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,22 +7,12 @@ import pg from 'pg';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { init } from '@commune/client';
-import { startBank, LedgerService } from '../../apps/bank/src/index.js';
-import { freePort, repoRoot, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
-import { dropIsolated, isolatedEnvironment, waitFor } from '../support/services.js';
+import { balanceOf, balancesOf, devFeeAccount, expectLedgerBalanced, mintInProcess } from '../support/ledger.js';
+import { startOwnRedis, type OwnRedis } from '../support/own-services.js';
+import { freePort, spawnBank, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
+import { dropIsolated, isolatedEnvironment, waitFor, within } from '../support/services.js';
 
 const units = (dcc: string) => parseUnits(dcc, 18).toString();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `promise`, or a rejection naming `what` after `ms` (the timer is cleared either way, so nothing keeps jest alive). */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms); })]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Issue 8, "Redis is a cache, truly": a Redis of the test's own with nothing on disk loses
@@ -35,8 +24,7 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
  */
 describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
   const SLICES = 20_000;
-  let redisPort = 0;
-  let redis: ChildProcess | null = null;
+  let redis: OwnRedis | undefined;
   const env = isolatedEnvironment({
     LEASE_TIMEOUT_MS: '5000',
     LEASE_SWEEP_INTERVAL_MS: '500',
@@ -62,53 +50,12 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
   const schedulerDb = new pg.Client({ connectionString: env.DATABASE_URL, options: `-c search_path="${env.DATABASE_SCHEMA}"` });
   const bankDb = new pg.Client({ connectionString: env.DATABASE_URL, options: `-c search_path="${bankEnv.DATABASE_SCHEMA}"` });
 
-  async function startRedis(): Promise<void> {
-    redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await waitFor(`redis-server on ${redisPort}`, () => spawnSync('redis-cli', ['-p', String(redisPort), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG', 10_000, 50);
-  }
-
   /** `redis-cli shutdown nosave` (everything in memory is gone), then a fresh redis-server on the same port. Returns when each happened. */
-  async function restartRedis(): Promise<{ downAt: number; upAt: number }> {
-    const server = redis!;
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    const downAt = Date.now();
-    spawnSync('redis-cli', ['-p', String(redisPort), 'shutdown', 'nosave']);
-    await within(exited, 5000, 'redis-server to exit').catch(() => server.kill('SIGKILL'));
-    await sleep(500); // a restart takes a moment: clients see refused connections meanwhile
-    await startRedis();
-    return { downAt, upAt: Date.now() };
-  }
-
-  function spawnBank(port: number, environment: Record<string, string> = bankEnv): Promise<RunningProcess & { url: string }> {
-    const child = spawn(process.execPath, [join(repoRoot, 'apps/bank/dist/main.js')], { env: { ...process.env, ...environment, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const keep = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.length > 200_000) output = output.slice(-100_000);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const url = `http://127.0.0.1:${port}`;
-    const proc: RunningProcess & { url: string } = {
-      child, url, exited, output: () => output, kill: (signal) => child.kill(signal),
-      async stop(graceMs = 5000) {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-        await exited;
-        clearTimeout(timer);
-      },
-    };
-    return waitFor('the bank process to answer /health', async () => {
-      if (child.exitCode !== null) throw new Error(`bank exited: ${output}`);
-      return (await fetch(`${url}/health`).catch(() => null))?.ok ? proc : null;
-    }, 30_000, 100);
-  }
+  const restartRedis = () => redis!.restart();
 
   /** The BullMQ job schedulers (repeatable jobs) of a queue, as Redis holds them now. */
   async function schedulers(queueName: string, prefix: string): Promise<string[]> {
-    const queue = new Queue(queueName, { connection: { host: '127.0.0.1', port: redisPort, maxRetriesPerRequest: 3 }, prefix });
+    const queue = new Queue(queueName, { connection: { host: '127.0.0.1', port: redis!.port, maxRetriesPerRequest: 3 }, prefix });
     try {
       return (await queue.getJobSchedulers()).map((s) => s.key).sort();
     } finally {
@@ -127,10 +74,9 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
   }
 
   beforeAll(async () => {
-    redisPort = await freePort();
-    env.REDIS_URL = `redis://127.0.0.1:${redisPort}`;
+    redis = await startOwnRedis();
+    env.REDIS_URL = redis.url;
     bankEnv.REDIS_URL = env.REDIS_URL;
-    await startRedis();
   }, 20_000);
 
   afterAll(async () => {
@@ -143,16 +89,12 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     await bankDb.end().catch(() => undefined);
     await dropIsolated(env).catch(() => undefined);
     await dropIsolated(bankEnv).catch(() => undefined);
-    if (redis && redis.exitCode === null && redis.signalCode === null) {
-      spawnSync('redis-cli', ['-p', String(redisPort), 'shutdown', 'nosave']);
-      await within(new Promise((resolve) => redis!.once('exit', resolve)), 3000, 'redis-server to exit').catch(() => undefined);
-      if (redis.exitCode === null && redis.signalCode === null) redis.kill('SIGKILL');
-    }
+    await redis?.stop().catch(() => undefined);
     rmSync(home, { recursive: true, force: true });
   }, 40_000);
 
   it('resumes the job by itself after each loss, stores every result once and pays every slice once', async () => {
-    bank = await spawnBank(await freePort());
+    bank = await spawnBank(bankEnv, await freePort());
     scheduler = await spawnScheduler({ ...env, BANK_URL: bank.url }, await freePort());
     await schedulerDb.connect();
     await bankDb.connect();
@@ -160,15 +102,10 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     const owner = await (await commune.wallet.get()).getAddress();
     // The payer is funded through a second bank instance of this process on the same schema (as a
     // replica would be), closed before the faults: they hit the bank process.
-    const funding = await startBank({ ...bankEnv, PORT: String(await freePort()) });
-    await funding.app.get(LedgerService).mint({ idempotencyKey: `redis-loss-mint-${Date.now()}`, to: owner, amount: units('1000') });
-    await funding.close();
+    await mintInProcess(bankEnv, await freePort(), owner, units('1000'), `redis-loss-mint-${Date.now()}`);
     const earnings = [Wallet.createRandom().address, Wallet.createRandom().address];
     for (const account of earnings) workers.push(spawnWorker(scheduler.url, 2, ['--earnings', account]));
-    const balance = async (address: string) => BigInt(((await (await fetch(`${bank.url}/accounts/${address}`)).json()) as { balance: string }).balance);
-    const ownerBefore = await balance(owner);
-    const feeAccount = '0x0000000000000000000000000000000000000fee';
-    const feeBefore = await balance(feeAccount);
+    const before = await balancesOf(bank.url, [owner, devFeeAccount, ...earnings]);
 
     const job = commune.compute.for(0, SLICES - 1, (i: number) => progress(1) && i * 3);
     const accepted = new Promise<void>((resolve) => job.once('accepted', () => resolve()));
@@ -224,38 +161,11 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     expect(await count("SELECT count(*) AS n FROM slice_results WHERE job_id = $1 AND value = (slice_index * 3)::text", [jobId])).toBe(SLICES);
     expect(await count("SELECT count(*) AS n FROM jobs WHERE id = $1 AND status = 'finished' AND computed = total", [jobId])).toBe(1);
 
-    // Every accepted slice paid exactly once; the hold released.
-    const holdId = (await schedulerDb.query<{ hold_id: string }>('SELECT hold_id FROM jobs WHERE id = $1', [jobId])).rows[0]!.hold_id;
-    await waitFor('every payment settled and the hold released', async () =>
-      (await count('SELECT count(*) AS n FROM slice_results WHERE job_id = $1 AND settled_at IS NULL', [jobId])) === 0 &&
-      (await count("SELECT count(*) AS n FROM holds WHERE id = $1 AND status = 'released'", [holdId], bankDb)) === 1, 30_000, 100);
-    const paid = (await schedulerDb.query<{ n: string; total: string }>('SELECT count(*) AS n, coalesce(sum(payment), 0)::text AS total FROM slice_results WHERE job_id = $1 AND payment IS NOT NULL', [jobId])).rows[0]!;
-    expect(Number(paid.n)).toBe(SLICES);
-    const posted = (await bankDb.query<{ n: string; keys: string; amount: string; fee: string; right_keys: string }>(
-      `SELECT count(*) AS n, count(DISTINCT key) AS keys, coalesce(sum(amount), 0)::text AS amount, coalesce(sum(fee), 0)::text AS fee,
-         count(*) FILTER (WHERE key ~ ('^pay:' || $2 || ':[0-9]+$')) AS right_keys
-       FROM payments WHERE hold_id = $1`,
-      [holdId, jobId],
-    )).rows[0]!;
-    expect(Number(posted.n)).toBe(SLICES);
-    expect(Number(posted.keys)).toBe(SLICES);
-    expect(Number(posted.right_keys)).toBe(SLICES);
-    expect(posted.amount).toBe(paid.total);
-    // Each payee got what the scheduler priced for its slices; the payer paid exactly the credits plus the fees.
-    const byPayee = (await schedulerDb.query<{ payee: string; total: string }>('SELECT payee, sum(payment)::text AS total FROM slice_results WHERE job_id = $1 GROUP BY payee', [jobId])).rows;
-    let credited = 0n;
-    for (const account of earnings) {
-      const expected = BigInt(byPayee.find((row) => row.payee.toLowerCase() === account.toLowerCase())?.total ?? '0');
-      expect(await balance(account)).toBe(expected);
-      credited += expected;
-    }
-    expect(credited.toString()).toBe(posted.amount);
-    expect((await balance(feeAccount)) - feeBefore).toBe(BigInt(posted.fee));
-    expect(ownerBefore - (await balance(owner))).toBe(credited + BigInt(posted.fee));
-    const hold = (await bankDb.query<{ amount: string; posted: string }>('SELECT amount::text, posted::text FROM holds WHERE id = $1', [holdId])).rows[0]!;
-    expect(BigInt(hold.posted)).toBe(credited + BigInt(posted.fee));
-    console.log(`[redis-loss] ${SLICES} results stored once and right; ${posted.n} payments of ${posted.keys} distinct keys on hold ${holdId}; ` +
-      `payer debited ${ownerBefore - (await balance(owner))} = credits ${credited} + fees ${posted.fee}; hold released`);
+    // Every accepted slice paid exactly once (one bank payment per slice, each payee credited what
+    // the scheduler priced, the payer debited credits + fees); the hold released.
+    const ledger = await expectLedgerBalanced({ schedulerDb, bankDb, bankUrl: bank.url, jobId, slices: SLICES, owner, payees: earnings, before });
+    console.log(`[redis-loss] ${SLICES} results stored once and right; ${ledger.payments} payments, one per slice, on hold ${ledger.holdId}; ` +
+      `payer debited ${ledger.debited} = credits ${ledger.credited} + fees ${ledger.fees}; hold released`);
     expect(recoveries).toHaveLength(2);
     for (const recovery of recoveries) expect(recovery.resultMs).toBeLessThan(15_000);
   }, 240_000);
@@ -339,7 +249,7 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
       BRIDGE_CONFIG_FILE: configFile, BRIDGE_CONFIRMATIONS: String(confirmations), BRIDGE_POLL_INTERVAL_MS: '200',
     };
     cleanups.push(() => dropIsolated(bridgeEnv));
-    const bridgeBank = await spawnBank(await freePort(), bridgeEnv);
+    const bridgeBank = await spawnBank(bridgeEnv, await freePort());
     cleanups.push(() => bridgeBank.stop());
     const bridgeSchedules = () => schedulers('bridge', `${bridgeEnv.REDIS_PREFIX}:bull`);
     const expected = ['bridge-scan-deposits', 'bridge-send-withdrawals'];
@@ -356,8 +266,7 @@ describe('Redis loses everything under a running paid job (chaos, e2e)', () => {
     await chain.mine(confirmations);
     const confirmedAt = Date.now();
     const creditedAt = await waitFor('the deposit credited after the loss', async () => {
-      const response = await fetch(`${bridgeBank.url}/accounts/${account}`);
-      return response.ok && BigInt(((await response.json()) as { balance: string }).balance) === amount ? Date.now() : null;
+      return (await balanceOf(bridgeBank.url, account)) === amount ? Date.now() : null;
     }, 30_000, 50);
     console.log(`[redis-loss] bridge: restart -> schedules back ${schedulesBack - upAt} ms; a deposit made after the loss credited ${creditedAt - confirmedAt} ms after its confirmations`);
   }, 90_000);

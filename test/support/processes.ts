@@ -6,6 +6,7 @@ import { waitFor } from './services.js';
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const schedulerMain = join(repoRoot, 'apps/scheduler/dist/main.js');
 const workerCli = join(repoRoot, 'apps/worker/dist/cli.js');
+const bankMain = join(repoRoot, 'apps/bank/dist/main.js');
 
 export interface RunningProcess {
   child: ChildProcess;
@@ -42,16 +43,33 @@ function start(args: string[], env: Record<string, string>, label: string): Runn
   };
 }
 
-/** A scheduler replica as a real process (built dist), on a free port; resolves once /health answers. */
-export async function spawnScheduler(env: Record<string, string>, port: number): Promise<RunningProcess & { url: string }> {
-  const proc = start([schedulerMain], { ...env, PORT: String(port) }, `scheduler:${port}`);
+/**
+ * A service process (built dist) on `port`, once its /health answers. One that exits first fails
+ * at once; one that does not answer within 30 s is killed. Either failure carries its last output.
+ */
+async function startService(main: string, env: Record<string, string>, port: number, label: string): Promise<RunningProcess & { url: string }> {
+  const proc = start([main], { ...env, PORT: String(port) }, `${label}:${port}`);
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`scheduler on ${port} to answer /health`, async () => {
-    if (proc.child.exitCode !== null) throw new Error(`scheduler exited: ${proc.output()}`);
-    const response = await fetch(`${url}/health`).catch(() => null);
-    return response?.ok;
-  }, 30_000, 100);
+  const exited = () => proc.child.exitCode !== null || proc.child.signalCode !== null;
+  try {
+    await waitFor(`${label} on ${port} to answer /health`, async () => exited() || (await fetch(`${url}/health`).catch(() => null))?.ok, 30_000, 100);
+    if (exited()) throw new Error(`${label} on ${port} exited (${proc.child.exitCode ?? proc.child.signalCode}) before answering /health`);
+  } catch (error) {
+    proc.kill('SIGKILL');
+    await Promise.race([proc.exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    throw new Error(`${(error as Error).message}; its last output:\n${proc.output().split('\n').slice(-30).join('\n')}`);
+  }
   return { ...proc, url };
+}
+
+/** A scheduler replica as a real process (built dist), on a free port; resolves once /health answers. */
+export function spawnScheduler(env: Record<string, string>, port: number): Promise<RunningProcess & { url: string }> {
+  return startService(schedulerMain, env, port, 'scheduler');
+}
+
+/** The bank as a real process (built dist), on `port`; resolves once /health answers. */
+export function spawnBank(env: Record<string, string>, port: number): Promise<RunningProcess & { url: string }> {
+  return startService(bankMain, env, port, 'bank');
 }
 
 /** A `commune-worker` process connected to `url`. */

@@ -42,6 +42,16 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, time
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
 }
 
+/** `promise`, or a rejection naming `what` after `ms` (the timer is cleared either way, so nothing keeps jest alive). */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Drops a test schema and Redis keys (best effort). */
 export async function dropIsolated(env: Record<string, string>): Promise<void> {
   const pg = (await import('pg')).default;
