@@ -132,7 +132,8 @@ describe('a scheduler replica drains or dies under a running job (chaos, e2e)', 
   /**
    * Stops the workers and reads their final summary lines ("done: N slices (E errors) in T tasks;
    * A accepted, R refused, X returned"): slices each computed, and results refused (sent again
-   * after a lost connection although the scheduler had stored them: refused as no longer leased).
+   * although the scheduler had stored them, their acknowledgement lost with the connection or
+   * late: refused as no longer leased).
    */
   async function workerTotals(): Promise<{ computed: number[]; refused: number }> {
     await Promise.all(running.workers.map((worker) => worker.stop(10_000)));
@@ -218,7 +219,7 @@ describe('a scheduler replica drains or dies under a running job (chaos, e2e)', 
         `both workers at work on B ${workersBackMs} ms after the signal (A not ready for the first ${NOT_READY_MS} ms); ` +
         `worker-reported gaps without a scheduler: ${JSON.stringify(gaps)} ms; exec() resolved ${doneMs} ms after the signal. ` +
         `Lease journal: ${db.leased} slices leased for ${SLICES} (none twice); workers computed ${computed.join(' + ')} = ${SLICES}; ` +
-        `${refused} results sent again after the handover were refused (A had stored them); ${SLICES} results each once and right\n`,
+        `${refused} results sent twice (an acknowledgement lost with the handover or late under load) refused as already taken; ${SLICES} results each once and right\n`,
     );
   }
 
