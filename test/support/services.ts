@@ -22,6 +22,8 @@ export function isolatedEnvironment(overrides: Record<string, string> = {}): Rec
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    // A test's replica stops at once: no load balancer needs the not-ready window (2 s by default).
+    SHUTDOWN_NOT_READY_MS: '200',
     ...overrides,
   };
 }
