@@ -67,6 +67,11 @@ export const ErrorCode = {
   ERATELIMIT: 'ERATELIMIT',
   /** A dependency (database, Redis, another service) is down for now; the request may be retried. */
   EUNAVAILABLE: 'EUNAVAILABLE',
+  /**
+   * A value cannot travel as KVIN (a function, a symbol, a class instance, a Promise, a WeakMap...),
+   * or KVIN text holds a kind Commune does not rebuild (a class by name, a function, a symbol).
+   */
+  EUNSERIALIZABLE: 'EUNSERIALIZABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -112,6 +117,7 @@ export const HttpStatusOfCode: Record<ErrorCode, number> = {
   ELEASECAP: 429,
   ERATELIMIT: 429,
   EUNAVAILABLE: 503,
+  EUNSERIALIZABLE: 400,
 };
 
 /** The HTTP status for a code; unknown codes are the service's own failure (500). */

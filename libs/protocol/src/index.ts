@@ -13,3 +13,4 @@ export * from './appliances.js';
 export * from './compute-groups.js';
 export * from './compute-group-credentials.js';
 export * from './shared-state.js';
+export * from './kvin.js';
