@@ -14,8 +14,7 @@
 // "Idle" here means connected and registered (the scheduler accepted the hello and counts the worker
 // in commune_workers_connected), not asking for work. A real commune-worker with nothing to do is
 // not that quiet: after an empty grant it asks again every second (Supervisor pollMs), so after the
-// ramp every connection polls that way for BENCH_POLL_SECONDS ("polling idle") and the bench reports
-// what the replica answered and what it cost.
+// ramp some connections poll that way ("polling idle") and the bench reports what each request costs.
 //
 // Figures, per ramp step (BENCH_IDLE_STEPS, up to BENCH_IDLE_WORKERS):
 //   connected      connections the server counts (the scheduler's commune_workers_connected gauge)
@@ -26,9 +25,18 @@
 //   CPU            the server's CPU (user + system, % of one core) over the idle period: socket.io's
 //                  heartbeats (a ping every 25 s per connection) and whatever else runs per connection
 //   redis cmd/s    commands the scheduler sent its Redis over the idle period (constant = none per connection)
-// and for the polling phase: requests answered per second, scheduler CPU ms per answered request,
-// Redis commands per request, request latency p50/p99, and how many polling idle workers one core
-// of the replica can answer at one request per second each.
+//   ms CPU each    the server's CPU per new connection while the step was opened (the handshake)
+//   hint storm     at each step, one 'work:available' hint while every connection waits for work (as
+//                  commune-worker does after an empty grant), each answering it with one task:request,
+//                  as the real worker does: to the scheduler through a one-slice job deployed with the
+//                  SDK, to the bare server as one broadcast (it answers every request with an empty grant).
+//                  Seconds until every request was answered (or gave up after 30 s), server CPU seconds.
+//                  The bench then waits for the server to be quiet (requests whose askers gave up are
+//                  still worked through) before it goes on.
+// Then BENCH_POLL_CONNECTIONS of the connections poll as an idle commune-worker does (task:request,
+// and again 1 s after each empty grant) for BENCH_POLL_SECONDS: requests answered per second, server
+// CPU ms per answered request, Redis commands per request (those run inside Lua scripts included),
+// latency p50/p99, and how many polling idle workers one core answers at one request a second each.
 //
 // Limits: each connection is a file descriptor in the server; the open-files limit (RLIMIT_NOFILE)
 // caps one process. The bench raises it with `prlimit` where it may; where it may not (no
@@ -36,22 +44,29 @@
 // target from the measured KB per connection (a projection, printed as one).
 //
 // Environment: BENCH_IDLE_WORKERS (50000), BENCH_IDLE_STEPS (5000,10000,25000,50000),
-// BENCH_IDLE_SECONDS (30), BENCH_POLL_SECONDS (20), BENCH_CLIENT_PROCESSES (4),
+// BENCH_IDLE_SECONDS (30), BENCH_POLL_SECONDS (20), BENCH_POLL_CONNECTIONS (2000, or `all`: at 19,671
+// polling connections on this loaded 2-core machine both servers fell behind, answers came after the
+// askers' 10 s timeout and connections dropped, so nothing per request could be read), BENCH_CLIENT_PROCESSES (4),
 // BENCH_CONNECTIONS_PER_ADDRESS (10000), BENCH_CONNECT_CONCURRENCY (100 per client process),
 // BENCH_SCHEDULER_NODE_OPTIONS (--max-old-space-size=1536: the image's 128 MB old space holds only
 // ~4,400 idle connections at ~20 KB of heap each; with it the scheduler fell into back-to-back garbage
 // collections, handshakes timed out, then it died "JavaScript heap out of memory", 2026-12-03),
-// BENCH_BASELINE (1; 0 skips the bare socket.io server), BENCH_HEAP_SNAPSHOT (0; 1 writes heap
-// snapshots of the scheduler before the first connection and at the first step, and prints what the
-// connections added, by constructor), BENCH_DATABASE_URL. Writes bench/results/connections-latest.json.
+// BENCH_BASELINE (1; 0 skips the bare socket.io server), BENCH_HINT (1; 0 skips the hint storm),
+// BENCH_HEAP_SNAPSHOT (0; 1 writes heap snapshots of each server before the first connection and at
+// the first step, and prints what the connections added, by constructor; the snapshots inflate RSS,
+// so that run's RSS figures do not count), BENCH_CPU_PROFILE (0; 1 profiles each server while the
+// first step opens, during the hint storm and while polling, and prints self time by package and the
+// top functions), BENCH_DATABASE_URL. Writes bench/results/connections-latest.json.
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   cpuSecondsOf, dropBenchData, endChildren, freePort, metric, openFilesLimit, percentile, root, rssOf, sleep, spawnNode, startOwnRedis, track, waitFor,
 } from './support/common.mjs';
+import { summarizeProfile } from './support/profiles.mjs';
 import { init } from '@commune/client';
 
 const target = Number(process.env.BENCH_IDLE_WORKERS ?? 50_000);
@@ -66,6 +81,8 @@ const schedulerNodeOptions = process.env.BENCH_SCHEDULER_NODE_OPTIONS ?? '--max-
 const withBaseline = process.env.BENCH_BASELINE !== '0';
 const heapSnapshots = process.env.BENCH_HEAP_SNAPSHOT === '1';
 const withHint = process.env.BENCH_HINT !== '0';
+const cpuProfiles = process.env.BENCH_CPU_PROFILE === '1';
+const pollConnections = process.env.BENCH_POLL_CONNECTIONS === 'all' ? Infinity : Number(process.env.BENCH_POLL_CONNECTIONS ?? 2000);
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/commune_bench';
 const tag = `bench_conn_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 const pollMs = 1000; // commune-worker's Supervisor defaultTiming.pollMs
@@ -122,9 +139,11 @@ async function startServer(kind, files, redis) {
   let stats;
   const diagnostics = heapSnapshots ? mkdtempSync(join(tmpdir(), 'commune-bench-heap-')) : null;
   if (diagnostics) nodeArgs.push('--heapsnapshot-signal=SIGPWR', `--diagnostic-dir=${diagnostics}`);
+  const profiles = cpuProfiles ? mkdtempSync(join(tmpdir(), 'commune-bench-cpu-')) : null;
+  if (profiles) nodeArgs.push('--import', pathToFileURL(join(root, 'bench/support/cpu-profile.mjs')).href);
   if (kind === 'scheduler') {
     const args = [...nodeArgs, 'apps/scheduler/dist/main.js'];
-    const env = { PORT: String(port), DATABASE_URL: databaseUrl, DATABASE_SCHEMA: tag, REDIS_URL: redis.url, REDIS_PREFIX: tag, LOG_LEVEL: 'warn', NODE_OPTIONS: '' };
+    const env = { PORT: String(port), DATABASE_URL: databaseUrl, DATABASE_SCHEMA: tag, REDIS_URL: redis.url, REDIS_PREFIX: tag, LOG_LEVEL: 'warn', NODE_OPTIONS: '', BENCH_CPU_PROFILE_DIR: profiles ?? '' };
     child = files.prefix.length
       ? track(spawn(files.prefix[0], [...files.prefix.slice(1), process.execPath, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] }), kind)
       : spawnNode(args, { env, name: kind });
@@ -134,10 +153,10 @@ async function startServer(kind, files, redis) {
       connected: await metric(url, 'commune_workers_connected'),
       heapUsedMb: (await metric(url, 'commune_scheduler_nodejs_heap_size_used_bytes')) / 2 ** 20,
     });
-    return { child, url, stats, diagnostics };
+    return { child, url, stats, diagnostics, profiles };
   }
   child = track(fork(join(root, 'bench/support/bare-socketio.mjs'), [String(port)], {
-    execArgv: nodeArgs, stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    execArgv: nodeArgs, stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: { ...process.env, BENCH_CPU_PROFILE_DIR: profiles ?? '' },
     ...(files.prefix.length ? { execPath: files.prefix[0], execArgv: [...files.prefix.slice(1), process.execPath, ...nodeArgs] } : {}),
   }), kind);
   await new Promise((resolve, reject) => {
@@ -148,7 +167,7 @@ async function startServer(kind, files, redis) {
     const reply = await ask(child, { cmd: 'stats' }, 'stats');
     return { connected: reply.connected, heapUsedMb: reply.heapUsedMb };
   };
-  return { child, url: `http://127.0.0.1:${port}`, stats, diagnostics };
+  return { child, url: `http://127.0.0.1:${port}`, stats, diagnostics, profiles };
 }
 
 const openFds = (pid) => readdirSync(`/proc/${pid}/fd`).length;
@@ -181,11 +200,11 @@ async function ramp(kind, files, redis, addressBase) {
     const started = performance.now();
     const shares = clients.map((_, i) => Math.floor(adding / clients.length) + (i < adding % clients.length ? 1 : 0));
     let first = opened;
-    const replies = await Promise.all(clients.map((child, i) => {
+    const replies = await profiled(server, kind, rows.length === 0 ? `opening ${adding} connections` : null, () => Promise.all(clients.map((child, i) => {
       const message = { cmd: 'open', url: server.url, first, count: shares[i], addressBase, perAddress, concurrency, sandboxes: 2 };
       first += shares[i];
       return ask(child, message, 'opened');
-    }));
+    })));
     const connectSeconds = (performance.now() - started) / 1000;
     const cpuMsPerConnect = alive(server.child) ? ((cpuSecondsOf(pid) - openCpu0) * 1000) / Math.max(1, adding) : NaN;
     const failed = replies.reduce((n, r) => n + r.failed, 0);
@@ -237,15 +256,17 @@ async function ramp(kind, files, redis, addressBase) {
       heap.after = await snapshot(server);
       heap.connections = stats.connected;
     }
+    // One hint while every connection waits for work: each gets 'work:available' and asks once.
+    if (withHint) {
+      row.storm = await profiled(server, kind, rows.length === 1 ? 'the hint storm' : null, () => hintStorm(server, kind, clients, stats.connected));
+      await settle(pid);
+    }
     if (failed > adding * 0.01) {
       limitedBy = `${failed} of ${adding} connections failed at step ${step}: ${JSON.stringify(errors)}`;
       break;
     }
   }
 
-  // One deploy while every connection waits for work: each gets the 'work:available' hint and asks.
-  let storm = null;
-  if (kind === 'scheduler' && withHint && alive(server.child) && rows.length && !rows.at(-1).died) storm = await hintStorm(server, clients, rows.at(-1).connected);
 
   // Polling idle: every connection asks for work as an idle commune-worker does.
   let poll = null;
@@ -254,8 +275,9 @@ async function ramp(kind, files, redis, addressBase) {
     const redisCpu0 = redis ? cpuSecondsOf(redis.pid) : 0;
     const commands0 = redis ? await redis.commandsProcessed() : 0;
     const t0 = performance.now();
-    await Promise.all(clients.map((child) => ask(child, { cmd: 'poll', pollMs, maxSlices: pollMaxSlices }, 'polling')));
-    await sleep(pollSeconds * 1000);
+    const polling = Math.min(pollConnections, rows.at(-1).connected);
+    await Promise.all(clients.map((child, i) => ask(child, { cmd: 'poll', pollMs, maxSlices: pollMaxSlices, count: Math.floor(polling / clients.length) + (i < polling % clients.length ? 1 : 0) }, 'polling')));
+    await profiled(server, kind, 'polling', () => sleep(pollSeconds * 1000));
     // Stop asking and wait for the answers in flight: the CPU counted is then that of every answer counted.
     const replies = await Promise.all(clients.map((child) => ask(child, { cmd: 'quiet' }, 'polled')));
     const elapsed = (performance.now() - t0) / 1000;
@@ -268,7 +290,7 @@ async function ramp(kind, files, redis, addressBase) {
     for (const reply of replies) for (const [error, n] of Object.entries(reply.errors)) errors[error] = (errors[error] ?? 0) + n;
     const msPerRequest = (cpuSeconds * 1000) / Math.max(1, answered);
     poll = {
-      connections: rows.at(-1).connected, seconds: Number(elapsed.toFixed(1)), wantedPerSecond: rows.at(-1).connected,
+      connections: rows.at(-1).connected, polling, seconds: Number(elapsed.toFixed(1)), wantedPerSecond: polling,
       answeredPerSecond: Math.round(answered / elapsed), requests: replies.reduce((n, r) => n + r.requests, 0), errors, unanswered: replies.reduce((n, r) => n + r.unanswered, 0),
       cpuPercent: Number(((cpuSeconds / elapsed) * 100).toFixed(1)), cpuMsPerRequest: Number(msPerRequest.toFixed(3)),
       redisCommandsPerRequest: redis ? Number((commands / Math.max(1, answered)).toFixed(2)) : null,
@@ -277,7 +299,7 @@ async function ramp(kind, files, redis, addressBase) {
       pollingWorkersPerCore: Math.floor(1000 / msPerRequest),
     };
     console.log(
-      `  ${kind} polling (${poll.connections} connections, each task:request every ${pollMs} ms after an empty grant, ${poll.seconds} s): ` +
+      `  ${kind} polling (${polling} of ${poll.connections} connections, each task:request every ${pollMs} ms after an empty grant, ${poll.seconds} s): ` +
         `${poll.answeredPerSecond} answered/s of ${poll.wantedPerSecond} wanted, CPU ${poll.cpuPercent}% = ${poll.cpuMsPerRequest} ms per request` +
         `${redis ? `, ${poll.redisCommandsPerRequest} Redis commands per request, those run inside Lua scripts included (redis ${poll.redisCpuPercent}% CPU)` : ''}, ` +
         `latency p50 ${poll.latencyMs.p50} / p99 ${poll.latencyMs.p99} ms${Object.keys(errors).length ? ', errors ' + JSON.stringify(errors) : ''}; ` +
@@ -289,7 +311,42 @@ async function ramp(kind, files, redis, addressBase) {
   await endChildren([server.child]); // the server first: the clients' ports do not linger in TIME_WAIT
   await endChildren(clients);
   if (heap) reportHeap(kind, heap, server.diagnostics);
-  return { kind, baseRssMb: mb(base.rssMb), baseHeapMb: mb(baseHeapMb), limit: files.limit, clientProcesses: processCount, rows, storm, poll, limitedBy };
+  if (server.profiles) rmSync(server.profiles, { recursive: true, force: true });
+  return { kind, baseRssMb: mb(base.rssMb), baseHeapMb: mb(baseHeapMb), limit: files.limit, clientProcesses: processCount, rows, poll, limitedBy };
+}
+
+/**
+ * Waits until the server is quiet again (under 20% of a core for two seconds in a row, at most
+ * 180 s): requests whose askers gave up are still worked through, and must not count in the next figure.
+ */
+async function settle(pid) {
+  const deadline = Date.now() + 180_000;
+  let quietSeconds = 0;
+  while (quietSeconds < 2 && Date.now() < deadline) {
+    const cpu0 = cpuSecondsOf(pid);
+    await sleep(1000);
+    quietSeconds = cpuSecondsOf(pid) - cpu0 < 0.2 ? quietSeconds + 1 : 0;
+  }
+}
+
+/** Runs `action` under the server's CPU profiler (BENCH_CPU_PROFILE=1) and prints where its time went. */
+async function profiled(server, kind, label, action) {
+  if (!server.profiles || label === null) return action();
+  const before = readdirSync(server.profiles).length;
+  server.child.kill('SIGTTIN');
+  await sleep(300);
+  const result = await action();
+  server.child.kill('SIGTTOU');
+  await waitFor('CPU profile', async () => readdirSync(server.profiles).length > before, 60_000);
+  await sleep(500);
+  const path = join(server.profiles, `${before + 1}.cpuprofile`);
+  const { totalMs, parts, functions } = summarizeProfile(path);
+  const idle = parts.find(([part]) => part === '(idle)')?.[1] ?? 0;
+  const busy = totalMs * 1000 - idle;
+  const share = (micros) => `${((micros / busy) * 100).toFixed(1)}%`;
+  console.log(`  ${kind} CPU profile of ${label}: ${(busy / 1000).toFixed(0)} ms busy of ${totalMs.toFixed(0)} ms; self time by part: ${parts.filter(([part]) => part !== '(idle)').slice(0, 12).map(([part, micros]) => `${part} ${share(micros)}`).join(', ')}`);
+  for (const [name, micros] of functions.filter(([name]) => !name.startsWith('(idle)')).slice(0, 12)) console.log(`      ${share(micros).padStart(6)}  ${name}`);
+  return result;
 }
 
 /**
@@ -298,14 +355,14 @@ async function ramp(kind, files, redis, addressBase) {
  * Redis adapter) and each asks once, as commune-worker does. Measured: how long until every request
  * was answered, and the scheduler's CPU seconds meanwhile.
  */
-async function hintStorm(server, clients, connections) {
+async function hintStorm(server, kind, clients, connections) {
   const pid = server.child.pid;
   await Promise.all(clients.map((child) => ask(child, { cmd: 'hint', maxSlices: pollMaxSlices }, 'hinting')));
-  const { compute } = await init({ scheduler: server.url, home: mkdtempSync(join(tmpdir(), 'commune-bench-')) });
+  const compute = kind === 'scheduler' ? (await init({ scheduler: server.url, home: mkdtempSync(join(tmpdir(), 'commune-bench-')) })).compute : null;
   const cpu0 = cpuSecondsOf(pid);
   const t0 = Date.now();
-  const job = compute.for([1], (x) => x);
-  const execution = job.exec().catch(() => null);
+  const job = compute?.for([1], (x) => x);
+  const execution = job ? job.exec().catch(() => null) : ask(server.child, { cmd: 'hint' }, 'hint-sent');
   let cpuSeconds = 0;
   let replies = [];
   const settled = (r) => r.answered + Object.values(r.errors).reduce((n, k) => n + k, 0);
@@ -322,7 +379,7 @@ async function hintStorm(server, clients, connections) {
   const latencies = replies.flatMap((r) => r.latencies).sort((a, b) => a - b);
   const errors = {};
   for (const reply of replies) for (const [error, n] of Object.entries(reply.errors)) errors[error] = (errors[error] ?? 0) + n;
-  await Promise.race([job.cancel().catch(() => undefined), sleep(5000)]);
+  if (job) await Promise.race([job.cancel().catch(() => undefined), sleep(5000)]);
   void execution;
   const result = {
     connections, requests: replies.reduce((n, r) => n + r.requests, 0), answered, granted: replies.reduce((n, r) => n + r.granted, 0), errors,
@@ -332,8 +389,8 @@ async function hintStorm(server, clients, connections) {
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
   };
   console.log(
-    `  scheduler hint storm: one deploy -> work:available to ${connections} idle connections (first after ${result.hintAfterDeployMs} ms) -> ${result.requests} task:requests, ` +
-      `${answered} answered (${result.granted} granted) within ${result.secondsUntilAllAnswered} s, ${result.schedulerCpuSeconds} s of scheduler CPU; ` +
+    `      hint storm: ${job ? 'one deploy' : 'one broadcast'} -> work:available to ${connections} idle connections (first after ${result.hintAfterDeployMs} ms) -> ${result.requests} task:requests, ` +
+      `${answered} answered (${result.granted} granted) within ${result.secondsUntilAllAnswered} s, ${result.schedulerCpuSeconds} s of server CPU; ` +
       `latency p50 ${result.latencyMs.p50} / p99 ${result.latencyMs.p99} ms${Object.keys(errors).length ? ', errors ' + JSON.stringify(errors) : ''}`,
   );
   return result;
@@ -417,6 +474,22 @@ async function main() {
     const ratio = top.kbPerConnection / bareTop.kbPerConnection;
     results.ratio = Number(ratio.toFixed(2));
     console.log(`per connection: scheduler ${top.kbPerConnection} KB, bare socket.io ${bareTop.kbPerConnection} KB (at ${bareTop.connected}) = ${ratio.toFixed(2)}x`);
+  }
+  const topStorm = top?.storm;
+  if (topStorm) {
+    const perConnection = (storm) => ((storm.schedulerCpuSeconds * 1000) / storm.connections).toFixed(2);
+    console.log(
+      `one work:available hint to ${topStorm.connections.toLocaleString('en-US')} idle workers: the scheduler spent ${topStorm.schedulerCpuSeconds} s of CPU (${perConnection(topStorm)} ms per worker) ` +
+        `and answered ${topStorm.answered} of ${topStorm.requests} requests within ${topStorm.secondsUntilAllAnswered} s` +
+        (bareTop?.storm ? `; the bare server ${bareTop.storm.schedulerCpuSeconds} s (${perConnection(bareTop.storm)} ms), ${bareTop.storm.answered} answered within ${bareTop.storm.secondsUntilAllAnswered} s` : ''),
+    );
+  }
+  if (scheduler.poll) {
+    console.log(
+      `an idle worker's empty task:request: ${scheduler.poll.cpuMsPerRequest} ms of scheduler CPU` +
+        (bare?.poll ? `, ${bare.poll.cpuMsPerRequest} ms in the bare server (${(scheduler.poll.cpuMsPerRequest / bare.poll.cpuMsPerRequest).toFixed(2)}x)` : '') +
+        `; at one request a second each, one core answers ~${scheduler.poll.pollingWorkersPerCore.toLocaleString('en-US')} polling idle workers`,
+    );
   }
   if (top) {
     results.heldAtTop = { connections: top.connected, rssMb: top.rssMb };

@@ -8,7 +8,7 @@
 //
 // Commands from the parent (IPC), each answered with one message:
 //   open  {url, first, count, addressBase, perAddress, concurrency, sandboxes}  -> opened
-//   poll  {pollMs, maxSlices}: every connection asks for work as an idle real worker does
+//   poll  {pollMs, maxSlices, count}: `count` connections (default all) ask for work as an idle real worker does
 //         (task:request; after an empty grant it asks again pollMs later)     -> polling
 //   quiet: stop asking, wait for the answers in flight                          -> polled (counts, latencies)
 //   hint  {maxSlices}: each connection answers the next work:available with one task:request -> hinting
@@ -75,7 +75,7 @@ async function open({ url, first, count, addressBase, perAddress, concurrency, s
 const connectedCount = () => sockets.reduce((n, socket) => n + (socket.connected ? 1 : 0), 0);
 
 /** Each connection asks for work the way an idle commune-worker does (Supervisor.request / waitForWork). */
-function poll({ pollMs, maxSlices }) {
+function poll({ pollMs, maxSlices, count = sockets.length }) {
   const state = { stopping: false, inFlight: 0, requests: 0, empty: 0, granted: 0, errors: {}, latencies: [], timers: new Set() };
   const ask = (socket) => {
     if (state.stopping || !socket.connected) return;
@@ -107,7 +107,7 @@ function poll({ pollMs, maxSlices }) {
     state.timers.add(timer);
   };
   // A fleet's workers are not in step: the first requests are spread over one poll interval.
-  for (const socket of sockets) later(socket, Math.random() * pollMs);
+  for (const socket of sockets.slice(0, count)) later(socket, Math.random() * pollMs);
   return state;
 }
 
