@@ -77,8 +77,9 @@ export interface LedgerSummary {
   credited: bigint;
   fees: bigint;
   debited: bigint;
-  /** How long the wait for the last settlement and the hold's release took. */
-  settledAfterMs: number;
+  /** When the scheduler recorded its last payment settled, and when the bank released the hold (ms since the epoch). */
+  lastSettledAt: number;
+  releasedAt: number;
 }
 
 /**
@@ -95,11 +96,9 @@ export async function expectLedgerBalanced(ledger: PaidJobLedger): Promise<Ledge
   const count = async (db: pg.Client, sql: string, params: unknown[]) => Number((await db.query<{ n: string }>(sql, params)).rows[0]!.n);
   const holdId = (await schedulerDb.query<{ hold_id: string | null }>('SELECT hold_id FROM jobs WHERE id = $1', [jobId])).rows[0]?.hold_id;
   expect(holdId).toBeTruthy();
-  const waitStarted = Date.now();
   await waitFor('every payment settled and the hold released', async () =>
     (await count(schedulerDb, 'SELECT count(*) AS n FROM slice_results WHERE job_id = $1 AND settled_at IS NULL', [jobId])) === 0 &&
     (await count(bankDb, "SELECT count(*) AS n FROM holds WHERE id = $1 AND status = 'released'", [holdId])) === 1, ledger.settleTimeoutMs ?? 30_000, 100);
-  const settledAfterMs = Date.now() - waitStarted;
   const paid = (await schedulerDb.query<{ n: string; total: string }>('SELECT count(*) AS n, coalesce(sum(payment), 0)::text AS total FROM slice_results WHERE job_id = $1 AND payment IS NOT NULL', [jobId])).rows[0]!;
   expect(Number(paid.n)).toBe(slices);
   const posted = (await bankDb.query<{ n: string; keys: string; amount: string; fee: string; right_keys: string; lowest: string | null; highest: string | null }>(
@@ -131,7 +130,8 @@ export async function expectLedgerBalanced(ledger: PaidJobLedger): Promise<Ledge
   expect(delta(feeAccount)).toBe(fees);
   const debited = -delta(owner);
   expect(debited).toBe(credited + fees);
-  const hold = (await bankDb.query<{ posted: string }>('SELECT posted::text FROM holds WHERE id = $1', [holdId])).rows[0]!;
+  const hold = (await bankDb.query<{ posted: string; resolved_at: Date }>('SELECT posted::text, resolved_at FROM holds WHERE id = $1', [holdId])).rows[0]!;
   expect(BigInt(hold.posted)).toBe(credited + fees);
-  return { holdId: holdId!, payments: Number(posted.n), credited, fees, debited, settledAfterMs };
+  const lastSettled = (await schedulerDb.query<{ t: Date }>('SELECT max(settled_at) AS t FROM slice_results WHERE job_id = $1', [jobId])).rows[0]!.t;
+  return { holdId: holdId!, payments: Number(posted.n), credited, fees, debited, lastSettledAt: lastSettled.getTime(), releasedAt: hold.resolved_at.getTime() };
 }
