@@ -548,7 +548,8 @@ function isForeignBuiltin(prototype: object, name: string): boolean {
 }
 
 function instanceOf(prototype: object): string {
-  const constructor = (prototype as { constructor?: unknown }).constructor;
-  const name = typeof constructor === 'function' && constructor.name ? constructor.name : 'an anonymous class';
-  return `an instance of ${name} (a class cannot be rebuilt in another process; send a plain object, such as {...value})`;
+  const advice = 'a class cannot be rebuilt in another process; send a plain object, such as {...value}';
+  const constructor = Object.prototype.hasOwnProperty.call(prototype, 'constructor') ? (prototype as { constructor?: unknown }).constructor : undefined;
+  if (typeof constructor !== 'function') return `an object made with Object.create() of another object (${advice})`;
+  return `an instance of ${constructor.name || 'an anonymous class'} (${advice})`;
 }

@@ -14,7 +14,16 @@ export { defaultKvinLimits, type KvinLimits } from './kvin-format.js';
 /** The content type of KVIN text (DCP's, for remote data and results). */
 export const kvinContentType = 'application/x-kvin';
 
-const withDefaults = (limits: Partial<KvinLimits> | undefined): KvinLimits => (limits === undefined ? defaultKvinLimits : { ...defaultKvinLimits, ...limits });
+/** The given limits over the defaults (a limit given as undefined keeps its default). */
+function withDefaults(limits: Partial<KvinLimits> | undefined): KvinLimits {
+  if (limits === undefined) return defaultKvinLimits;
+  return {
+    maxBytes: limits.maxBytes ?? defaultKvinLimits.maxBytes,
+    maxDepth: limits.maxDepth ?? defaultKvinLimits.maxDepth,
+    maxNodes: limits.maxNodes ?? defaultKvinLimits.maxNodes,
+    maxBigIntDigits: limits.maxBigIntDigits ?? defaultKvinLimits.maxBigIntDigits,
+  };
+}
 
 /**
  * The KVIN text of `value`. Throws a CommuneError: EUNSERIALIZABLE for what cannot travel (a
