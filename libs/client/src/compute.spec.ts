@@ -157,3 +157,36 @@ describe(workSourceOf.name, () => {
     expect(() => workSourceOf('  ')).toThrow(codeMatching(ErrorCode.EINVAL));
   });
 });
+
+describe("DCP's remote data is refused before anything is deployed (Commune does not fetch URLs yet)", () => {
+  const compute = createCompute(contextFor(new FakeLink()));
+  const remote = /remote data .* is not supported by Commune yet; pass the values themselves$/;
+
+  it('an input set holding URLs (dcp-client examples/nodejs/remote-data/simple-job-remote-input.js)', () => {
+    expect(() => compute.for([new URL('http://localhost:1234/'), new URL('http://localhost:2345/')], (d: unknown) => d)).toThrow(
+      expect.objectContaining({ code: ErrorCode.EINVAL, message: expect.stringMatching(/^the input set: element 0 is a URL \(http:\/\/localhost:1234\/\): /) }),
+    );
+    expect(() => compute.for((function* () { yield 1; yield new URL('http://data.test/x'); })(), (d: unknown) => d)).toThrow(
+      expect.objectContaining({ message: expect.stringMatching(/^the input set: element 1 is a URL/) }),
+    );
+    expect(() => compute.for(new URL('http://data.test/') as never, (d: unknown) => d)).toThrow(expect.objectContaining({ message: expect.stringMatching(remote) }));
+  });
+
+  it('a work function or an argument given as a URL (simple-job-remote-function.js)', () => {
+    expect(() => compute.for([1, 2], new URL('http://localhost:1234/') as never)).toThrow(
+      expect.objectContaining({ code: ErrorCode.EINVAL, message: expect.stringMatching(/^the work function is a URL \(http:\/\/localhost:1234\/\): /) }),
+    );
+    expect(() => compute.for([1], (d: unknown) => d, [new URL('http://args.test/')])).toThrow(expect.objectContaining({ message: expect.stringMatching(/^the work arguments: element 0 is a URL/) }));
+  });
+
+  it('new compute.RemoteDataPattern(...) and new compute.RemoteDataSet(...) throw EINVAL (simple-job-remote-data-pattern.js)', () => {
+    expect(() => new compute.RemoteDataPattern()).toThrow(
+      expect.objectContaining({ code: ErrorCode.EINVAL, message: expect.stringMatching(/^new RemoteDataPattern\(\): remote data/) }),
+    );
+    expect(() => new compute.RemoteDataSet()).toThrow(expect.objectContaining({ message: expect.stringMatching(remote) }));
+  });
+
+  it('URLs nested inside values are not remote data: they travel as values (their JSON text)', () => {
+    expect(compute.for([{ link: new URL('http://x.test/') }], (d: unknown) => d).inputSet.describe()).toEqual({ kind: 'array', values: [{ link: new URL('http://x.test/') }] });
+  });
+});

@@ -24,6 +24,7 @@ import {
   isMultiRangeLike,
   isRangeLike,
   isSparseRangeLike,
+  ArrayInputSet,
   MultiRangeObject,
   RangeObject,
   SparseRangeObject,
@@ -37,6 +38,7 @@ import { createComputeGroup, getComputeGroup, type CreateComputeGroupOptions } f
 import type { ComputeGroupInfo } from '@commune/protocol';
 import { stats, type Stats } from './stats.js';
 import { applianceClassFor, type ApplianceClass } from './appliance.js';
+import { RemoteDataPattern, RemoteDataSet, refuseUrl, refuseUrls } from './dcp/remote-data.js';
 
 /**
  * The compute module (spec "Compute API"): compute.for and compute.do make job handles;
@@ -106,6 +108,15 @@ export interface Compute {
   readonly marketValue: MarketValueOffer & ((ratio?: number, max?: number) => MarketValueOffer);
   /** spec "compute.marketRate": the going rate (as marketValue, by default 0.0001465376 DCC per slice), or marketRate(factor): the rate times factor. */
   readonly marketRate: MarketValueOffer & ((factor?: number) => MarketValueOffer);
+  /**
+   * The spec's Example 1 pays `compute.marketPrice`, a name the spec defines nowhere else: the
+   * same descriptor as compute.marketRate (the market price of a slice), so that example runs as
+   * a paid job at the market rate.
+   */
+  readonly marketPrice: MarketValueOffer & ((factor?: number) => MarketValueOffer);
+  /** dcp-client's remote data classes: their constructors throw EINVAL (remote data is not supported yet; see dcp/remote-data.ts). */
+  readonly RemoteDataSet: typeof RemoteDataSet;
+  readonly RemoteDataPattern: typeof RemoteDataPattern;
   /** spec "compute.cancel": cancels a deployed job by id, signed by the default payment account. */
   cancel(jobId: string): Promise<void>;
   /** spec "compute.resume": a handle on a deployed job; its exec() resolves with every result, those computed before included. */
@@ -181,6 +192,7 @@ function rangeBound(value: RangeBound): number | string {
  * close over local variables); a string is sent as it is, and must evaluate to a function.
  */
 export function workSourceOf(work: unknown): string {
+  refuseUrl('the work function', work);
   if (typeof work === 'string') {
     if (work.trim() === '') fail('work is an empty string');
     return work;
@@ -213,8 +225,11 @@ function checkFunctionExpression(source: string): void {
 /** spec: "an optional Array-like object which contains arguments which are passed to the work function". */
 export function workArgumentsOf(args: unknown): unknown[] {
   if (args === undefined) return [];
-  if (Array.isArray(args)) return [...args];
-  if (typeof args === 'object' && args !== null && typeof (args as ArrayLike<unknown>).length === 'number') return Array.from(args as ArrayLike<unknown>);
+  if (typeof args === 'object' && args !== null && typeof (args as ArrayLike<unknown>).length === 'number') {
+    const values = Array.from(args as ArrayLike<unknown>);
+    refuseUrls('the work arguments:', values);
+    return values;
+  }
   return fail('arguments must be an Array-like object (an array of the extra arguments to work)');
 }
 
@@ -262,18 +277,25 @@ export function parseForArguments(params: unknown[]): ParsedForm {
     // form 1: for(rangeObject, work, arguments), including sparse range objects and distribution objects
     return { inputSet: toInputSet(first), work: workSourceOf(second), arguments: workArgumentsOf(third) };
   }
+  refuseUrl('the input set', first);
   if (isGeneratorFunction(first)) {
     // form 4 with a function* rather than the generator it makes
-    return { inputSet: toInputSet(first()), work: workSourceOf(second), arguments: workArgumentsOf(third) };
+    return { inputSet: valuesWithoutUrls(toInputSet(first())), work: workSourceOf(second), arguments: workArgumentsOf(third) };
   }
   if (isIterable(first) || typeof first === 'string') {
     // form 4: for(iterable, work, arguments); the set is read once, here (toInputSet refuses strings)
-    return { inputSet: toInputSet(first), work: workSourceOf(second), arguments: workArgumentsOf(third) };
+    return { inputSet: valuesWithoutUrls(toInputSet(first)), work: workSourceOf(second), arguments: workArgumentsOf(third) };
   }
   return fail(
     'compute.for takes (rangeObject, work, args), (start, end, step, work, args), (start, end, work, args) or (iterable, work, args); ' +
       `the first argument was ${first === null ? 'null' : typeof first}`,
   );
+}
+
+/** Form 4's values, once they are read: a URL among them is refused (see dcp/remote-data.ts). */
+function valuesWithoutUrls(inputSet: InputSet): InputSet {
+  if (inputSet instanceof ArrayInputSet) refuseUrls('the input set:', inputSet.values);
+  return inputSet;
 }
 
 export function parseDoArguments(params: unknown[]): ParsedForm {
@@ -291,6 +313,7 @@ export function parseDoArguments(params: unknown[]): ParsedForm {
 
 export function createCompute(context: JobContext): Compute {
   const marketValue = makeMarketValue();
+  const marketRate = makeMarketRate();
   const compute = {
     for: (...params: unknown[]) => {
       const parsed = parseForArguments(params);
@@ -304,7 +327,11 @@ export function createCompute(context: JobContext): Compute {
     // Appliances run their functions as ordinary jobs of this context; they parse for/do arguments as compute does.
     Appliance: applianceClassFor({ ...context, forms: { parseForArguments, parseDoArguments, workSourceOf } }),
     marketValue,
-    marketRate: makeMarketRate(),
+    marketRate,
+    // Example 1's name for the market rate: the very same descriptor.
+    marketPrice: marketRate,
+    RemoteDataSet,
+    RemoteDataPattern,
     stats,
     resume: (jobId: string) => Job.resumed(context, jobIdOf(jobId)),
     getJobInfo: async (jobId: string) => getJobInfo(context.link(), await context.signer(), jobIdOf(jobId)),

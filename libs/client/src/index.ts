@@ -1,9 +1,15 @@
 /**
  * @commune/client: the DCP Compute API for Commune. `init()` gives `compute` (compute.for,
- * compute.do, job handles, result handles) and `wallet` (keystores, bank balance and transfers). See README.md for what is
- * implemented and where Commune differs from DCP.
+ * compute.do, job handles, result handles) and `wallet` (keystores, bank balance and transfers), and
+ * makes DCP's `require('dcp/compute')`, `dcp/wallet`, ... and `globalThis.dcpConfig` work (dcp/).
+ * See README.md for what is implemented and where Commune differs from DCP.
  */
 export { init, type Commune, type CommuneWallet, type InitOptions } from './init.js';
+export type { DcpConfig, DcpLocation } from './dcp/dcp-config.js';
+export type { DcpConfigFragment, InitArgument } from './dcp/init-arguments.js';
+export type { DcpWallet } from './dcp/wallet.js';
+export { providedDcpModules, refusedDcpModules, type ProvidedDcpModule } from './dcp/module-names.js';
+export { RemoteDataPattern, RemoteDataSet } from './dcp/remote-data.js';
 export {
   createWallet,
   type HistoryOptions,

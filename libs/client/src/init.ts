@@ -4,7 +4,11 @@ import { SchedulerConnection, type ConnectionOptions, type SchedulerLink } from 
 import type { JobContext, JobSigner } from './job.js';
 import type { LocalExecLimits } from './local-exec.js';
 import { loadKeystore, loadOrCreateDefaultKeystore, locateKeystore, resolveHome } from './keystore.js';
-import { createWallet, type CommuneWallet } from './wallet.js';
+import { createWallet } from './wallet.js';
+import { makeDcpConfig } from './dcp/dcp-config.js';
+import { installDcpModules } from './dcp/dcp-modules.js';
+import { initOptionsOf, type DcpConfigFragment, type InitArgument } from './dcp/init-arguments.js';
+import { withIdentity, type DcpWallet } from './dcp/wallet.js';
 
 export type { CommuneWallet } from './wallet.js';
 
@@ -12,9 +16,10 @@ export interface InitOptions {
   /**
    * The scheduler's base URL, or several (replicas of one scheduler, as an array or a
    * comma-separated string): the SDK uses one at a time and moves to the next when it dies.
-   * Default COMMUNE_SCHEDULER_URL (one URL or a comma-separated list), else http://localhost:4000.
+   * Default COMMUNE_SCHEDULER_URL (one URL or a comma-separated list), else DCP_SCHEDULER_LOCATION
+   * (dcp-client's variable), else http://localhost:4000. `{ location }` (dcpConfig's shape) too.
    */
-  scheduler?: string | URL | ReadonlyArray<string | URL>;
+  scheduler?: string | URL | ReadonlyArray<string | URL> | { location: string | URL };
   /**
    * The account that owns and pays for jobs: an ethers Wallet (or any signer), or the path of a
    * JSON keystore (a bare name is looked up in the home folder). Default: `<home>/default.keystore`,
@@ -27,15 +32,21 @@ export interface InitOptions {
   home?: string;
   /** Timeouts and limits of the scheduler connection. */
   connection?: ConnectionOptions;
-  /** The bank's base URL (job.bank, wallet.balance/transfer/history); default COMMUNE_BANK_URL, else http://localhost:4100. */
-  bank?: string | URL;
+  /** The bank's base URL (job.bank, wallet.balance/transfer/history); default COMMUNE_BANK_URL, else http://localhost:4100. `{ location }` too. */
+  bank?: string | URL | { location: string | URL };
   /** Limits localExec() applies, to mirror a scheduler configured otherwise (defaults: Limits). */
   localExec?: LocalExecLimits;
+  /**
+   * dcp-client's option: a dcpConfig fragment, `{ scheduler: { location }, bank: { location } }`
+   * (`scheduler` and `bank` above win over it).
+   */
+  dcpConfig?: DcpConfigFragment;
 }
 
 export interface Commune {
   compute: Compute;
-  wallet: CommuneWallet;
+  /** The wallet module; also `require('dcp/wallet')`. */
+  wallet: DcpWallet;
 }
 
 const defaultSchedulerUrl = 'http://localhost:4000';
@@ -55,8 +66,8 @@ function urlOf(what: string, value: string | URL): URL {
 }
 
 /** The scheduler URLs: each one checked, duplicates dropped, in the order given. */
-function schedulerUrlsOf(option: InitOptions['scheduler']): URL[] {
-  const given = option === undefined ? (process.env.COMMUNE_SCHEDULER_URL ?? defaultSchedulerUrl) : option;
+function schedulerUrlsOf(option: string | URL | ReadonlyArray<string | URL> | undefined): URL[] {
+  const given = option === undefined ? (process.env.COMMUNE_SCHEDULER_URL ?? process.env.DCP_SCHEDULER_LOCATION ?? defaultSchedulerUrl) : option;
   const items = Array.isArray(given) ? (given as ReadonlyArray<string | URL>) : [given as string | URL];
   const texts = items.flatMap((item) => (item instanceof URL ? [item.href] : String(item).split(','))).map((text) => text.trim());
   if (texts.length === 0 || texts.some((text) => text === '')) {
@@ -82,10 +93,16 @@ function schedulerUrlsOf(option: InitOptions['scheduler']): URL[] {
  * Starts the SDK: resolves the scheduler URL and the payment account (creating
  * `<home>/default.keystore` if it is the one and does not exist yet). Nothing connects to the
  * scheduler until a job is deployed, so localExec() works without one.
+ *
+ * Takes dcp-client's argument forms too (a scheduler URL string or URL, an options object with
+ * `scheduler` or `dcpConfig`, a dcpConfig-shaped `{ scheduler: { location } }`, and the
+ * deprecated `init(dcpConfig, options)`), and does what dcp-client's init() does for DCP
+ * programs: sets `globalThis.dcpConfig` and makes `require('dcp/compute')`, `dcp/wallet` and the
+ * other `dcp/*` names resolve (see dcp/dcp-modules.ts and README "DCP programs").
  */
-export async function init(options: InitOptions | string | URL | ReadonlyArray<string | URL> = {}): Promise<Commune> {
-  const settings: InitOptions = typeof options === 'string' || options instanceof URL || Array.isArray(options) ? { scheduler: options as InitOptions['scheduler'] } : (options as InitOptions);
-  const schedulers = schedulerUrlsOf(settings.scheduler);
+export async function init(options?: InitArgument | DcpConfigFragment, dcpOptions?: InitOptions): Promise<Commune> {
+  const settings = initOptionsOf(options, dcpOptions);
+  const schedulers = schedulerUrlsOf(settings.scheduler as string | URL | ReadonlyArray<string | URL> | undefined);
   const scheduler = schedulers[0];
   const home = resolveHome(settings.home);
 
@@ -102,8 +119,8 @@ export async function init(options: InitOptions | string | URL | ReadonlyArray<s
   // Fail init, not the first exec, when the keystore cannot be read.
   await account;
 
-  const bank = urlOf('bank', settings.bank ?? process.env.COMMUNE_BANK_URL ?? defaultBankUrl);
-  const wallet: CommuneWallet = createWallet({ home, account, bank, bankLink: { requestTimeoutMs: settings.connection?.requestTimeoutMs } });
+  const bank = urlOf('bank', (settings.bank as string | URL | undefined) ?? process.env.COMMUNE_BANK_URL ?? defaultBankUrl);
+  const wallet = withIdentity(createWallet({ home, account, bank, bankLink: { requestTimeoutMs: settings.connection?.requestTimeoutMs } }));
 
   let link: SchedulerLink | undefined;
   const context: JobContext = {
@@ -113,5 +130,7 @@ export async function init(options: InitOptions | string | URL | ReadonlyArray<s
     link: () => (link ??= new SchedulerConnection(schedulers, settings.connection)),
     signer: () => account,
   };
-  return { compute: createCompute(context), wallet };
+  const compute = createCompute(context);
+  installDcpModules({ compute, wallet, dcpConfig: makeDcpConfig(scheduler, bank) });
+  return { compute, wallet };
 }

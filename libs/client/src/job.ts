@@ -32,6 +32,7 @@ import {
 } from '@commune/protocol';
 import { ArrayInputSet, inputSetFromDescriptor, type InputSet } from '@commune/ranges';
 import { isKnownCode, type DeployAccepted, type JobEventSink, type LinkEvent, type RunSnapshot, type SchedulerLink } from './connection.js';
+import { acceptedEventOf } from './dcp/accepted-event.js';
 import { estimateSlice } from './estimate.js';
 import { getMarketValue } from './market.js';
 import { marketOffer, marketRateOf, marketValueMarker, parseSlicePaymentOffer, sameDcc, toUnits, unitsToDcc } from './money.js';
@@ -129,9 +130,11 @@ export interface JobStatusView {
 
 // ------------------------------------------------------------------ event payloads (spec "Events")
 
-export interface AcceptedEvent {
-  job: JobSpec | LocalJobSpec;
-}
+/**
+ * `accepted`: the job handle, as dcp-client passes it (`({ id }) => ...`), with `job`, the spec's
+ * "original object that was delivered to the scheduler for deployment" (see dcp/accepted-event.ts).
+ */
+export type AcceptedEvent = Job & { readonly job: JobSpec | LocalJobSpec };
 /**
  * `disconnect`: the SDK lost the scheduler a deployed job runs on (named after dcp-client's
  * connection event of the same name). The job goes on on the scheduler; the SDK keeps trying
@@ -796,7 +799,7 @@ export class Job extends EventEmitter {
       this.#endSink = sink;
       deployed();
       try {
-        this.emit('accepted', { job: spec } satisfies AcceptedEvent);
+        this.emit('accepted', acceptedEventOf(this as Job, spec) satisfies AcceptedEvent);
       } catch (error) {
         // A throwing listener ends this exec(); let go of the job so the socket can close.
         link.attach(accepted.jobId, sink);
@@ -1555,9 +1558,7 @@ export class Job extends EventEmitter {
       this.#state.version = 0;
       this.#localRun = localRun;
       try {
-        this.emit('accepted', {
-          job: this.#deployedBody(prepared),
-        } satisfies AcceptedEvent);
+        this.emit('accepted', acceptedEventOf(this as Job, this.#deployedBody(prepared)) satisfies AcceptedEvent);
         this.#setReadyState('deployed');
         this.#emitStatus();
       } catch (error) {
