@@ -11,7 +11,8 @@
 // Same workers (BENCH_WORKERS, default 2) with the same sandboxes (BENCH_SANDBOXES each, default 1)
 // in both, every process started afresh for each round, rounds alternated BENCH_ROUNDS times
 // (default 3) so that a change in the machine's load falls on both. Each round also reports the CPU
-// seconds each kind of process used during the measured job: on this 2-core machine the schedulers,
+// seconds each kind of process used during the measured job (PostgreSQL: every postgres process on
+// the machine, so true only when nothing else uses it): on this 2-core machine the schedulers,
 // the workers' sandboxes, Redis, PostgreSQL and the client all share two cores, so a second replica
 // adds no cores, only a second process competing for them; the ratio shows what running two
 // replicas costs or saves on the same hardware, not how the rate scales with a replica's own cores.
@@ -21,7 +22,7 @@
 // Schedulers run with BENCH_SCHEDULER_NODE_OPTIONS (default --max-old-space-size=128, as pnpm start
 // and the image). Writes bench/results/replicas-latest.json.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { init } from '@commune/client';
@@ -35,6 +36,20 @@ const schedulerNodeOptions = process.env.BENCH_SCHEDULER_NODE_OPTIONS ?? '--max-
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/commune_bench';
 const tag = `bench_repl_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
 let redis = null;
+
+/**
+ * Every PostgreSQL process on the machine (the bench's connections are served by backends it did
+ * not start; other users' backends count too, so this reads true only on an otherwise quiet machine).
+ */
+function postgresPids() {
+  return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('postgres');
+    } catch {
+      return false;
+    }
+  }).map(Number);
+}
 
 async function startReplica() {
   const port = await freePort();
@@ -62,8 +77,18 @@ async function round(replicaCount) {
     const { compute } = await init({ scheduler: replicas[0].url, home: mkdtempSync(join(tmpdir(), 'commune-bench-')) });
     await compute.for(0, 999, (i) => progress(1) && i * 2).exec();
 
-    const processes = [...replicas.map((r) => ['schedulers', r.child.pid]), ...workers.map((w) => ['workers', w.pid]), ['redis', redis.pid], ['client', process.pid]];
-    const cpu0 = processes.map(([, pid]) => cpuSecondsOf(pid));
+    const processes = [
+      ...replicas.map((r) => ['schedulers', r.child.pid]), ...workers.map((w) => ['workers', w.pid]), ['redis', redis.pid], ['client', process.pid],
+      ...postgresPids().map((pid) => ['postgres', pid]),
+    ];
+    const cpuOf = (pid) => {
+      try {
+        return cpuSecondsOf(pid);
+      } catch {
+        return NaN; // a PostgreSQL backend that ended meanwhile
+      }
+    };
+    const cpu0 = processes.map(([, pid]) => cpuOf(pid));
     const load0 = loadavg()[0];
     const started = performance.now();
     const results = await compute.for(0, slices - 1, (i) => progress(1) && i * 2).exec();
@@ -71,13 +96,15 @@ async function round(replicaCount) {
     if (results.length !== slices || results[slices - 1] !== (slices - 1) * 2) throw new Error('throughput job returned wrong results');
     const cpu = {};
     processes.forEach(([kind, pid], i) => {
-      cpu[kind] = (cpu[kind] ?? 0) + cpuSecondsOf(pid) - cpu0[i];
+      const used = cpuOf(pid) - cpu0[i];
+      if (Number.isFinite(used)) cpu[kind] = (cpu[kind] ?? 0) + used;
     });
+    const busy = Object.values(cpu).reduce((n, v) => n + v, 0);
     for (const kind of Object.keys(cpu)) cpu[kind] = Number(cpu[kind].toFixed(2));
     const row = { replicas: replicaCount, slicesPerSecond: Math.round(slices / seconds), seconds: Number(seconds.toFixed(2)), cpuSeconds: cpu, loadAverage: [Number(load0.toFixed(1)), Number(loadavg()[0].toFixed(1))] };
     console.log(
       `  ${replicaCount} replica${replicaCount > 1 ? 's' : ''}: ${slices} slices in ${row.seconds} s = ${row.slicesPerSecond} slices/s; CPU seconds during the job: ` +
-        `${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(', ')} (of ${(2 * seconds).toFixed(1)} the 2 cores had); load average ${row.loadAverage.join(' -> ')}`,
+        `${Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(', ')} = ${busy.toFixed(1)} of the ${(2 * seconds).toFixed(1)} the 2 cores had; load average ${row.loadAverage.join(' -> ')}`,
     );
     return row;
   } finally {
