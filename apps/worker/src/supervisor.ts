@@ -22,6 +22,7 @@ import {
 import { workHashOf, type SandboxJob, type SandboxModules, type SandboxPool, type ValueWeight } from '@commune/sandbox';
 import { describeEarnings, type EarningsSnapshot, type EarningsSource } from './earnings.js';
 import type { Logger } from './log.js';
+import { PollBackoff } from './poll-backoff.js';
 import { WorkerStateLink } from './worker-state.js';
 
 /** The worker's end of the `/worker` namespace. */
@@ -36,8 +37,13 @@ export interface SupervisorTiming {
   maxOutcomesPerMessage: number;
   /** Console and custom events are sent in batches this often. */
   eventFlushMs: number;
-  /** After an empty grant, ask again this long later unless 'work:available' comes first. */
+  /**
+   * After an empty grant, ask again this long later unless 'work:available' comes first; each further
+   * empty grant in a row doubles the wait (jittered) up to pollMaxMs (see poll-backoff.ts).
+   */
   pollMs: number;
+  /** The longest wait between two requests of an idle worker: bounds how long it can miss ready work. */
+  pollMaxMs: number;
   /** The one-line summary comes this often (when there was work). */
   summaryMs: number;
   /** Longest wait for the scheduler to acknowledge a message. */
@@ -67,6 +73,7 @@ export const defaultTiming: SupervisorTiming = {
   maxOutcomesPerMessage: 500,
   eventFlushMs: 50,
   pollMs: 1000,
+  pollMaxMs: 60_000,
   summaryMs: 10_000,
   ackTimeoutMs: 10_000,
   drainTimeoutMs: 20_000,
@@ -217,6 +224,7 @@ export class Supervisor {
   private requesting = false;
   private waitingForWork = false;
   private pollTimer: NodeJS.Timeout | null = null;
+  private readonly pollBackoff: PollBackoff;
   private resultTimer: NodeJS.Timeout | null = null;
   private eventTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -258,6 +266,7 @@ export class Supervisor {
     this.log = options.log;
     this.state = new WorkerStateLink(() => this.socket, this.pool, this.log, this.timing.ackTimeoutMs);
     this.socket = this.socketAt(0);
+    this.pollBackoff = new PollBackoff({ initialMs: this.timing.pollMs, maxMs: this.timing.pollMaxMs });
   }
 
   /** The scheduler URL in use. */
@@ -346,6 +355,7 @@ export class Supervisor {
     this.requesting = false;
     this.waitingForWork = false;
     this.clearTimer('pollTimer');
+    this.pollBackoff.reset();
     this.connectFailures = 0;
     const carried = [...this.tasks.values()].filter((active) => !active.dropped);
     const downFor = this.lostAt === null ? '' : ` after ${Math.round(performance.now() - this.lostAt)} ms without a scheduler`;
@@ -502,12 +512,13 @@ export class Supervisor {
       this.pollTimer = null;
       this.waitingForWork = false;
       this.pump();
-    }, this.timing.pollMs);
+    }, this.pollBackoff.next());
   }
 
   private onWorkAvailable(): void {
     if (!this.waitingForWork) return;
     this.clearTimer('pollTimer');
+    this.pollBackoff.reset();
     this.waitingForWork = false;
     this.pump();
   }
@@ -529,6 +540,7 @@ export class Supervisor {
       this.waitForWork();
       return;
     }
+    this.pollBackoff.reset();
     let granted = 0;
     for (const task of reply.data.tasks) granted += (task as { slices?: unknown[] } | null)?.slices?.length ?? 0;
     this.lastGrantFull = granted >= this.lastRequestSlices;
