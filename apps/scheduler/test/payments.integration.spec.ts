@@ -4,6 +4,7 @@ import { SignedKind, signRequest, type DeployReply, type JobEndEvent, type JobSt
 import { startBank, LedgerService, type BankApp } from '../../bank/src/index.js';
 import { startScheduler, type SchedulerApp } from '../src/scheduler-app.js';
 import { LeaseRepository } from '../src/dispatch/lease.repository.js';
+import { PaymentsService } from '../src/payments/payments.service.js';
 import { dropIsolated, isolatedEnvironment, waitFor } from '../../../test/support/services.js';
 import { signedDeploy, signedFetch } from '../../../test/support/signing.js';
 import { connectClient, connectWorker, request, type TestClientSocket, type TestWorkerSocket } from '../../../test/support/sockets.js';
@@ -233,4 +234,50 @@ describe('paid jobs (scheduler + bank, real Postgres and Redis)', () => {
     expect(await balance(earnings)).toBe(units('0.6'));
     expect(await balance(owner.address)).toBe(units('9.4'));
   }, 40_000);
+
+  it('gives a running paid job its slice-time samples back from its payments after Redis lost them', async () => {
+    const owner = Wallet.createRandom();
+    await fund(owner.address, '100');
+    const client = await connectClient(scheduler.url);
+    sockets.push(client);
+    const reply = await request<DeployReply>(client, 'deploy', await signedDeploy(owner, { work: '(x) => x', slicePaymentOffer: '5', inputSet: { kind: 'range', range: { start: 0, end: 19 } } }));
+    if (!reply.ok) throw new Error(reply.message);
+    const worker = await paidWorker('w_reseed_00001', Wallet.createRandom().address);
+    let done = 0;
+    while (done < 10) {
+      const tasks = await lease(worker, reply.jobId, 10 - done);
+      await complete(worker, tasks, 100); // 0.1 DCC each at 1 DCC/s: each payment stands for 100 ms
+      done += slicesOf(tasks).length;
+    }
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(env.REDIS_URL!);
+    try {
+      const key = `${env.REDIS_PREFIX}:job:${reply.jobId}:slicetimes`;
+      await waitFor('10 samples kept', async () => (await redis.llen(key)) === 10);
+      await redis.del(key); // what a Redis that lost its data leaves of them
+      const payments = scheduler.app.get(PaymentsService);
+      expect(await payments.reseedSliceTimes()).toBeGreaterThanOrEqual(1);
+      const samples = (await redis.lrange(key, 0, -1)).map(Number);
+      expect(samples).toHaveLength(10);
+      for (const ms of samples) expect(ms).toBeCloseTo(100, 0);
+      // Another replica recovering from the same loss adds nothing: the job has its samples.
+      await payments.reseedSliceTimes();
+      expect(await redis.llen(key)).toBe(10);
+      // The bound holds again at once: a claimed 20 s slice (held 1.1 s) is paid 1 s, 10 x the median, not the
+      // 1.1 s it would be paid with no samples (the offer, 5 DCC, is above both).
+      const [task] = await lease(worker, reply.jobId, 1);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      await request(worker, 'task:results', { taskId: task!.taskId, jobId: task!.jobId, outcomes: task!.slices.map((slice) => ({ sliceIndex: slice.sliceIndex, status: 'ok', value: slice.datum, elapsedMs: 20_000 })) });
+      const pg = (await import('pg')).default;
+      const db = new pg.Client({ connectionString: env.DATABASE_URL });
+      await db.connect();
+      const paid = await db
+        .query<{ payment: string }>(`SELECT payment::text FROM "${env.DATABASE_SCHEMA}".slice_results WHERE job_id = $1 AND slice_index = $2`, [reply.jobId, task!.slices[0]!.sliceIndex])
+        .finally(() => db.end());
+      expect(paid.rows[0]?.payment).toBe(units('1'));
+    } finally {
+      redis.disconnect();
+      await action(client, owner, reply.jobId, 'cancel').catch(() => undefined);
+    }
+  }, 30_000);
 });

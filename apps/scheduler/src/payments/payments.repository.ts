@@ -100,4 +100,26 @@ export class PaymentsRepository {
   async markReleased(jobId: string): Promise<void> {
     await this.prisma.pool.query('UPDATE jobs SET hold_released_at = now() WHERE id = $1', [jobId]);
   }
+
+  /**
+   * The newest `perJob` payments (smallest units, newest slice first) of every running or paused
+   * paid job: what the slice-time samples are rebuilt from after Redis lost them. Newest by slice
+   * index (the primary key's order, read backwards), close enough to arrival order for a median.
+   */
+  async recentPayments(perJob: number): Promise<Map<string, string[]>> {
+    const rows = await this.prisma.pool.query<{ id: string; payment: string }>(
+      `SELECT j.id, r.payment::text AS payment FROM jobs j
+         CROSS JOIN LATERAL (SELECT payment FROM slice_results
+                              WHERE job_id = j.id AND payment IS NOT NULL ORDER BY slice_index DESC LIMIT $1) r
+        WHERE j.status IN ('running', 'paused') AND j.offer_units > 0`,
+      [perJob],
+    );
+    const byJob = new Map<string, string[]>();
+    for (const row of rows.rows) {
+      const list = byJob.get(row.id);
+      if (list) list.push(row.payment);
+      else byJob.set(row.id, [row.payment]);
+    }
+    return byJob;
+  }
 }

@@ -1,10 +1,11 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { BigNumber } from 'bignumber.js';
 import { CommuneError, ErrorCode, hashOf, isCommuneError } from '@commune/protocol';
 import { SCHEDULER_ENV, type SchedulerEnv } from '../config/env.js';
 import { LeaseRepository } from '../dispatch/lease.repository.js';
+import { RedisConnections } from '../redis/redis.module.js';
 import { BankClient } from './bank.client.js';
-import { dccToUnits, escrowFor, slicePayment, unitsToDcc, type PricingPolicy } from './domain/pricing.js';
+import { dccToUnits, escrowFor, PaymentBounds, sliceMsOfPayment, slicePayment, unitsToDcc, type PricingPolicy } from './domain/pricing.js';
 import { PaymentsRepository, type PaidJob, type UnsettledPayment } from './payments.repository.js';
 import { SliceTimesRepository } from './slice-times.repository.js';
 
@@ -20,7 +21,7 @@ export type EscrowOutcome =
  * an idempotency key derived from the job (and slice), so retries never pay twice.
  */
 @Injectable()
-export class PaymentsService {
+export class PaymentsService implements OnModuleInit {
   private readonly logger = new Logger(PaymentsService.name);
   private readonly policy: PricingPolicy;
   private readonly feeUnits: string;
@@ -42,9 +43,28 @@ export class PaymentsService {
     private readonly repository: PaymentsRepository,
     private readonly leases: LeaseRepository,
     private readonly sliceTimes: SliceTimesRepository,
+    private readonly connections: RedisConnections,
   ) {
     this.policy = { marketRateUnitsPerSecond: dccToUnits(env.MARKET_RATE_DCC_PER_SECOND), minimumSliceUnits: dccToUnits(env.MINIMUM_SLICE_PAYMENT_DCC) };
     this.feeUnits = dccToUnits(env.OPERATOR_FEE_DCC);
+  }
+
+  onModuleInit(): void {
+    // The peer samples that bound paid slice times lived in Redis: after a loss each running paid
+    // job gets them back from its stored payments, so the bound holds from the first slice after.
+    this.connections.generation.onLoss(() => this.reseedSliceTimes());
+  }
+
+  /** Rebuilds the slice-time samples of running paid jobs from PostgreSQL; returns how many jobs got samples back. */
+  async reseedSliceTimes(): Promise<number> {
+    const recent = await this.repository.recentPayments(PaymentBounds.samplesKept);
+    let seeded = 0;
+    for (const [jobId, payments] of recent) {
+      const times = payments.map((payment) => sliceMsOfPayment(payment, this.policy)).filter((ms): ms is number => ms !== null);
+      if ((await this.sliceTimes.seed(jobId, times)) > 0) seeded++;
+    }
+    if (seeded > 0) this.logger.log(`slice-time samples of ${seeded} paid jobs rebuilt from their payments`);
+    return seeded;
   }
 
   paidJob(jobId: string): Promise<PaidJob | null> {

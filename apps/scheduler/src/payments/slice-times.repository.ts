@@ -42,15 +42,38 @@ end
 return out
 `;
 
+/**
+ * After Redis lost a job's samples: older times (from PostgreSQL) go at the tail of the list, only
+ * while it holds fewer than minSamples (so the replicas that all recover do not add them twice, and
+ * samples pushed since the loss stay the newest). ARGV: prefix, jobId, minSamples, keep, ttlMs, ms (newest first)...
+ * Returns how many were added.
+ */
+export const seedScript = `
+local P, jobId = ARGV[1], ARGV[2]
+local minSamples, keep, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local key = P .. ':job:' .. jobId .. ':slicetimes'
+if redis.call('LLEN', key) >= minSamples then return 0 end
+local added = 0
+for i = 6, #ARGV do
+  redis.call('RPUSH', key, string.format('%.3f', tonumber(ARGV[i]) or 0))
+  added = added + 1
+end
+if added > 0 then
+  redis.call('LTRIM', key, 0, keep - 1)
+  redis.call('PEXPIRE', key, ttl)
+end
+return added
+`;
+
 /** The per-job peer bound on paid slice times, in Redis (shared by every replica). */
 @Injectable()
 export class SliceTimesRepository {
   private readonly prefix: string;
-  private readonly scripts: Record<'peerBound', ScriptRunner>;
+  private readonly scripts: Record<'peerBound' | 'seed', ScriptRunner>;
 
   constructor(connections: RedisConnections) {
     this.prefix = connections.prefix;
-    this.scripts = connections.scripts('commune_payments', { peerBound: peerBoundScript });
+    this.scripts = connections.scripts('commune_payments', { peerBound: peerBoundScript, seed: seedScript });
   }
 
   /** Each of `times` (ms, already bounded by observation) bounded by the job's peers, and whether it was an outlier. */
@@ -62,5 +85,12 @@ export class SliceTimesRepository {
     const bounded: Array<{ ms: number; outlier: boolean }> = [];
     for (let i = 0; i < times.length; i++) bounded.push({ ms: Number(reply[2 * i]) || 0, outlier: Number(reply[2 * i + 1]) === 1 });
     return bounded;
+  }
+
+  /** Gives back a job's samples that Redis lost (`msNewestFirst` from stored payments); 0 when it already has enough. */
+  async seed(jobId: string, msNewestFirst: number[]): Promise<number> {
+    if (msNewestFirst.length === 0) return 0;
+    const sample = msNewestFirst.slice(0, PaymentBounds.samplesKept);
+    return Number(await this.scripts.seed(this.prefix, jobId, PaymentBounds.minPeerSamples, PaymentBounds.samplesKept, PaymentBounds.samplesTtlMs, ...sample));
   }
 }

@@ -53,6 +53,18 @@ export function slicePayment(offerUnits: string, elapsedMs: number, policy: Pric
   return BigNumber.min(priced, offerUnits).toFixed(0);
 }
 
+/**
+ * The slice time a stored payment stands for (slicePayment read backwards): exact between the
+ * minimum and the offer, a bound at either end. What the peer samples are rebuilt from after Redis
+ * lost them; a market rate of 0 pays nothing by time, so nothing can be read back.
+ */
+export function sliceMsOfPayment(paymentUnits: string, policy: PricingPolicy): number | null {
+  const rate = new BigNumber(policy.marketRateUnitsPerSecond);
+  if (!rate.isFinite() || rate.lte(0)) return null;
+  const ms = new BigNumber(paymentUnits).times(1000).div(rate).toNumber();
+  return Number.isFinite(ms) && ms >= 0 ? ms : null;
+}
+
 /** Escrow for the next `slices` slices at the job's offer (the most they can cost). */
 export function escrowFor(offerUnits: string, slices: number): string {
   return new BigNumber(offerUnits).times(slices).toFixed(0);
