@@ -5,6 +5,7 @@ import { parseUnits, Wallet } from 'ethers';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { init } from '@commune/client';
+import { startAnswerGate, type AnswerGate } from '../support/answer-gate.js';
 import { auditLedgerInProcess, balancesOf, devFeeAccount, expectLedgerBalanced, mintInProcess, type LedgerSummary } from '../support/ledger.js';
 import { startOwnPostgres, startOwnRedis, type OwnPostgres, type OwnRedis } from '../support/own-services.js';
 import { connectedWorkers, freePort, spawnBank, spawnScheduler, spawnWorker, type RunningProcess } from '../support/processes.js';
@@ -31,6 +32,7 @@ const JOBS = {
   workerStopped: { slices: 2000, sliceMs: 15 },
   schedulerKilled: { slices: 2000, sliceMs: 15 },
   bankKilled: { slices: 2000, sliceMs: 15 },
+  bankKilledAfterCommit: { slices: 2000, sliceMs: 15 },
 };
 /** Each slice's result, checked per slice in the results and in PostgreSQL (the work function computes the same). */
 const expected = (i: number) => i * 7 + 3;
@@ -41,7 +43,9 @@ const LEASE_TIMEOUT_MS = 4000;
 /**
  * Issue 8, process faults: a worker killed (SIGKILL) 20 times, a worker stopped (SIGSTOP) past its
  * lease and continued, the scheduler killed and started again (one replica), and the bank killed
- * while payments settle and started again, each under a running paid job of thousands of slices.
+ * while payments settle and started again (once with a settlement's transaction not yet committed,
+ * once after it committed one whose answer the scheduler never got), each under a running paid job
+ * of thousands of slices.
  * Real processes (the scheduler, the bank, three `commune-worker`s) on a Redis and a PostgreSQL
  * cluster of the test's own (other ports; the machine's services are not touched). For each
  * fault: every result stored exactly once and right (the SDK's results and result events, the
@@ -55,6 +59,8 @@ describe('chaos: processes killed and stopped under running paid jobs (e2e)', ()
   let env: Record<string, string>;
   let bankEnv: Record<string, string>;
   let bank: (RunningProcess & { url: string }) | undefined;
+  /** The scheduler reaches the bank through it (BANK_URL), so a test can hold the bank's answers. */
+  let gate: AnswerGate | undefined;
   let scheduler: (RunningProcess & { url: string }) | undefined;
   /** One slot per worker: its earnings account stays, its process is replaced when killed. */
   const slots: Array<{ account: string; process: RunningProcess }> = [];
@@ -98,7 +104,8 @@ describe('chaos: processes killed and stopped under running paid jobs (e2e)', ()
     });
     bankEnv = { ...env, DATABASE_SCHEMA: `${env.DATABASE_SCHEMA}_bank`, REDIS_PREFIX: `${env.REDIS_PREFIX}_bank`, NODE_OPTIONS: '' };
     bank = await spawnBank(bankEnv, await freePort());
-    scheduler = await spawnScheduler({ ...env, BANK_URL: bank.url }, await freePort());
+    gate = await startAnswerGate({ host: '127.0.0.1', port: Number(new URL(bank.url).port) });
+    scheduler = await spawnScheduler(schedulerEnv(), await freePort());
     schedulerDb = new pg.Client({ connectionString: env.DATABASE_URL, options: `-c search_path="${env.DATABASE_SCHEMA}"` });
     bankDb = new pg.Client({ connectionString: env.DATABASE_URL, options: `-c search_path="${bankEnv.DATABASE_SCHEMA}"` });
     await Promise.all([schedulerDb.connect(), bankDb.connect()]);
@@ -119,6 +126,7 @@ describe('chaos: processes killed and stopped under running paid jobs (e2e)', ()
     await Promise.all([...slots.map((slot) => slot.process?.stop(3000).catch(() => undefined)), ...killed.map((worker) => worker.stop(1000).catch(() => undefined))]);
     await scheduler?.stop().catch(() => undefined);
     await bank?.stop().catch(() => undefined);
+    await gate?.close().catch(() => undefined);
     probe?.disconnect();
     await schedulerDb?.end().catch(() => undefined);
     await bankDb?.end().catch(() => undefined);
@@ -141,6 +149,8 @@ describe('chaos: processes killed and stopped under running paid jobs (e2e)', ()
       30_000, 200).catch((error: Error) => console.error(`[process-faults] after the test: ${error.message}`));
     }
   }, 60_000);
+
+  const schedulerEnv = () => ({ ...env, BANK_URL: gate!.url });
 
   /** A worker's arguments: its earnings account, and JSON logs (heldSlices reads the tasks it fetched). */
   const workerArgs = (account: string) => ['--earnings', account, '--json'];
@@ -386,7 +396,7 @@ describe('chaos: processes killed and stopped under running paid jobs (e2e)', ()
     scheduler!.kill('SIGKILL');
     await within(scheduler!.exited, 5000, 'the killed scheduler to exit');
     const dead = scheduler!;
-    scheduler = await spawnScheduler({ ...env, BANK_URL: bank!.url }, port);
+    scheduler = await spawnScheduler(schedulerEnv(), port);
     const upAt = Date.now();
     expect(dead.child.signalCode).toBe('SIGKILL');
     const workersBackAt = await waitFor(`${WORKERS} workers back on the restarted scheduler`, async () => ((await connectedWorkers(scheduler!.url)) === WORKERS ? Date.now() : null), 30_000, 50);
@@ -455,6 +465,47 @@ describe('chaos: processes killed and stopped under running paid jobs (e2e)', ()
       `${failedSettlements} settlement runs failed meanwhile; ` +
       `kill -> bank /health again ${seconds(upAt - killedAt)}, -> next payment settled ${seconds(settledAt - killedAt)}, -> job end ${seconds(endedAt - killedAt)}, ` +
       `-> last payment settled ${seconds(ledger.lastSettledAt - killedAt)}, -> hold released ${seconds(ledger.releasedAt - killedAt)}; checked: ${running.slices} results once and right, ${describeLedger(ledger, running)}`);
+  }, 150_000);
+
+  it('pays every slice once when the bank is killed (SIGKILL) after committing a settlement whose answer never reached the scheduler', async () => {
+    const running = await deployPaidJob(JOBS.bankKilledAfterCommit);
+    const { jobId } = running;
+    await waitFor('30% of the job stored with payments waiting to be settled', async () =>
+      (await stored(jobId)) >= running.slices * 0.3 && (await unsettled(jobId)) > 0, 60_000, 20);
+    const storedAtHold = await stored(jobId);
+    const port = Number(new URL(bank!.url).port);
+    const dead = bank!;
+    // The bank's answers are held from now on; once it has answered a settlement (committed it), it is killed.
+    const held = await gate!.holdUntilAnswered(/^POST \/holds\/[^/]+\/payments /, /^HTTP\/1\.1 200 /, 15_000).catch((error: unknown) => {
+      gate!.release();
+      throw error;
+    });
+    const killedAt = Date.now();
+    dead.kill('SIGKILL');
+    await within(dead.exited, 5000, 'the killed bank to exit');
+    gate!.release();
+    // Paid at the bank, not known as settled by the scheduler: its next settlement posts them again.
+    const paidAtBank = Number((await bankDb!.query<{ n: string }>("SELECT count(*) AS n FROM payments WHERE key LIKE 'pay:' || $1 || ':%'", [jobId])).rows[0]!.n);
+    const settledInScheduler = await count('SELECT count(*) AS n FROM slice_results WHERE job_id = $1 AND settled_at IS NOT NULL', [jobId]);
+    expect(paidAtBank).toBeGreaterThan(settledInScheduler);
+    const schedulerLogBefore = scheduler!.output().length;
+    await sleep(Math.max(0, killedAt + 1000 - Date.now()));
+    bank = await spawnBank(bankEnv, port);
+    const upAt = Date.now();
+    const settledAt = await waitFor('a payment settled after the restart', async () => {
+      const row = (await schedulerDb!.query<{ t: Date | null }>('SELECT min(settled_at) AS t FROM slice_results WHERE job_id = $1 AND settled_at >= to_timestamp($2 / 1000.0)', [jobId, upAt])).rows[0];
+      return row?.t ? row.t.getTime() : null;
+    }, 30_000, 50);
+    const results = await completion(running, 90_000);
+    const { endedAt } = running;
+    const ledger = await expectJobCorrect(running, results);
+    const failedSettlements = (scheduler!.output().slice(schedulerLogBefore).match(/settling \d+ payments of [^ ]+ failed/g) ?? []).length;
+    console.log(`[process-faults] bank SIGKILL after committing a settlement whose answer was held from the scheduler, restarted after 1 s (${running.slices} slices): ` +
+      `${storedAtHold} results stored when its answers were held; killed after answering ${held.split(' ').slice(0, 2).join(' ')}: ` +
+      `${paidAtBank - settledInScheduler} payments paid at the bank but not known as settled by the scheduler; ${failedSettlements} settlement runs failed meanwhile; ` +
+      `kill -> bank /health again ${seconds(upAt - killedAt)}, -> next payment settled ${seconds(settledAt - killedAt)}, -> job end ${seconds(endedAt - killedAt)}, ` +
+      `-> last payment settled ${seconds(ledger.lastSettledAt - killedAt)}, -> hold released ${seconds(ledger.releasedAt - killedAt)}; ` +
+      `checked: ${running.slices} results once and right, ${describeLedger(ledger, running)}`);
   }, 150_000);
 
   it('leaves the whole ledger balanced after every fault, with no hold open', async () => {
