@@ -135,7 +135,12 @@ function registerImportHooks(modules: Registry): void {
   for (const [name, exports] of modules) provided[name] = Object.keys(exports).filter((key) => exportableName.test(key) && key !== 'default');
   const refused: Record<string, string> = {};
   for (const name of Object.keys(refusedDcpModules)) refused[name] = refusalMessage(name);
-  register(`data:text/javascript,${encodeURIComponent(importHooksSource)}`, { data: { provided, refused, key: registryKey.description } });
+  try {
+    register(`data:text/javascript,${encodeURIComponent(importHooksSource)}`, { data: { provided, refused, key: registryKey.description } });
+  } catch {
+    // A host that runs programs in its own module system (Jest's vm modules) refuses
+    // module.register(): import('dcp/...') is then not offered there, and require('dcp/...') still is.
+  }
 }
 
 /**
