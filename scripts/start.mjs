@@ -122,7 +122,7 @@ try {
     });
     await waitFor(`the bank to answer ${bankUrl}/health`, async () => (await fetch(`${bankUrl}/health`)).ok, 60_000);
   }
-  run('scheduler', ['--max-old-space-size=128', 'apps/scheduler/dist/main.js'], {
+  run('scheduler', ['--max-old-space-size=1536', 'apps/scheduler/dist/main.js'], {
     PORT: String(schedulerPort), HOST: process.env.HOST ?? '127.0.0.1', ...(withBank ? { BANK_URL: bankUrl, BANK_SERVICE_TOKEN: token } : {}),
   });
   await waitFor(`the scheduler to answer ${schedulerUrl}/health (is PostgreSQL at DATABASE_URL and Redis at REDIS_URL reachable?)`, async () => (await fetch(`${schedulerUrl}/health`)).ok, 60_000);

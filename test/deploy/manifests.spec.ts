@@ -539,12 +539,15 @@ describe('deploy/: Kubernetes manifests rendered by kubectl kustomize', () => {
         const heap = heapMegabytes([...stage.entrypoint, ...stage.cmd, ...nodeOptions.split(/\s+/)]);
         if (heap === null) continue;
         capped++;
-        expect({ container: `${object.metadata.name}/${container.name}`, fits: quantity(container.resources.requests.memory) >= heap * 1024 ** 2 && quantity(container.resources.limits.memory) >= 2 * heap * 1024 ** 2 }).toEqual({ container: `${object.metadata.name}/${container.name}`, fits: true });
+        // The limit holds the capped old space plus what lives outside it (new space, code, socket
+        // buffers): a third of the heap, at least 256 MiB. The request need not: V8 grows the heap lazily.
+        const room = Math.max(heap / 3, 256);
+        expect({ container: `${object.metadata.name}/${container.name}`, fits: quantity(container.resources.limits.memory) >= (heap + room) * 1024 ** 2 }).toEqual({ container: `${object.metadata.name}/${container.name}`, fits: true });
       }
     }
-    // The scheduler (the image's --max-old-space-size=128) and the bank (NODE_OPTIONS).
+    // The scheduler (the image's --max-old-space-size=1536: 50,000 connections at ~19 KB) and the bank (NODE_OPTIONS).
     expect(capped).toBe(2);
-    expect(heapMegabytes(resolveStage(stages, 'scheduler').cmd)).toBe(128);
+    expect(heapMegabytes(resolveStage(stages, 'scheduler').cmd)).toBe(1536);
   });
 
   it('the scheduler and the bank accept the environment their pods get, and set nothing they do not read', () => {
