@@ -225,6 +225,8 @@ export class Supervisor {
   private waitingForWork = false;
   private pollTimer: NodeJS.Timeout | null = null;
   private readonly pollBackoff: PollBackoff;
+  /** A 'work:available' came while a request was out: an empty answer to it asks again at once. */
+  private hintedWhileRequesting = false;
   private resultTimer: NodeJS.Timeout | null = null;
   private eventTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -484,6 +486,7 @@ export class Supervisor {
 
   private request(maxSlices: number): void {
     this.requesting = true;
+    this.hintedWhileRequesting = false;
     this.lastRequestSlices = maxSlices;
     const connection = this.connection;
     this.socket
@@ -500,6 +503,8 @@ export class Supervisor {
           this.requesting = false;
           if (this.stopping) return;
           this.log.warn(`asking for work failed: ${messageOf(error)}`, { event: 'request_failed' });
+          // Not an idle answer: retry after the first wait, not a doubled one.
+          this.pollBackoff.reset();
           this.waitForWork();
         },
       );
@@ -516,6 +521,7 @@ export class Supervisor {
   }
 
   private onWorkAvailable(): void {
+    if (this.requesting) this.hintedWhileRequesting = true;
     if (!this.waitingForWork) return;
     this.clearTimer('pollTimer');
     this.pollBackoff.reset();
@@ -532,11 +538,19 @@ export class Supervisor {
     }
     if ('ok' in reply.data) {
       this.log.warn(`the scheduler refused to hand out work: ${reply.data.code}: ${reply.data.message}`, { event: 'request_refused', code: reply.data.code });
+      // A refusal (ELEASECAP until results go back, a replica shutting down) is not idleness: no doubled wait.
+      this.pollBackoff.reset();
       this.waitForWork();
       return;
     }
     if (reply.data.tasks.length === 0) {
       this.lastGrantFull = false;
+      // The scheduler hints only workers whose last grant was empty; one hint that crossed this answer is not lost.
+      if (this.hintedWhileRequesting) {
+        this.pollBackoff.reset();
+        this.pump();
+        return;
+      }
       this.waitForWork();
       return;
     }

@@ -46,6 +46,16 @@ export interface WorkerSession {
   publicGroup: boolean;
 }
 
+/** What one task:request gets. */
+export interface Grant {
+  tasks: Task[];
+  /**
+   * The grant stopped because the worker had enough (or hit its cap), not because nothing was ready:
+   * more work may wait for other workers (the gateway hints them, see WorkerNotifier.moreWorkReady).
+   */
+  moreReady: boolean;
+}
+
 /** Picks work for a worker and leases it as tasks. */
 @Injectable()
 export class DispatchService {
@@ -78,8 +88,9 @@ export class DispatchService {
     return Math.max(1, Math.min(session.sandboxes * Limits.maxLeasedSlicesPerSandbox, earned));
   }
 
-  async grant(session: WorkerSession, maxSlices: number): Promise<Task[]> {
+  async grant(session: WorkerSession, maxSlices: number): Promise<Grant> {
     const tasks: Task[] = [];
+    let nothingReady = false;
     // First-lease times for results.stat: written while the next lease is taken, awaited before the grant goes out.
     const journalWrites: Array<Promise<void>> = [];
     let wanted = maxSlices;
@@ -88,13 +99,22 @@ export class DispatchService {
     while (wanted > 0 && tasks.length < DispatchService.maxTasksPerGrant && attempts++ < DispatchService.maxLeaseAttemptsPerGrant) {
       const taskId = newId('t');
       // Checked before leasing: the candidates the lease script looks at whose requirements this worker does not meet.
-      const skip = await this.unfitCandidates(session);
+      // No candidate at all (an idle worker's poll): the lease script would find nothing either, so it is not run.
+      // A worker at its lease cap then gets an empty grant, not ELEASECAP: there is nothing it could be refused.
+      const { candidates, unfit: skip } = await this.unfitCandidates(session);
+      if (candidates.length === 0) {
+        nothingReady = true;
+        break;
+      }
       const leaseDeadline = Date.now() + this.env.LEASE_TIMEOUT_MS;
       const lease = await this.leases.lease(session.leaseOwner, taskId, Math.min(wanted, this.env.MAX_SLICES_PER_TASK), leaseDeadline, {
         minWageDcc: session.minWage,
         paidWork: session.earnings !== null && !session.unpaid,
       }, LeaseRepository.leaseCandidates, skip, DispatchService.leaseCap(session));
-      if (!lease) break;
+      if (!lease) {
+        nothingReady = true;
+        break;
+      }
       if ('capped' in lease) {
         if (tasks.length > 0) break;
         this.metrics.leaseCapRefusals.inc();
@@ -145,7 +165,7 @@ export class DispatchService {
       wanted -= slices.length;
     }
     await Promise.all(journalWrites);
-    return tasks;
+    return { tasks, moreReady: tasks.length > 0 && !nothingReady };
   }
 
   /**
@@ -173,8 +193,8 @@ export class DispatchService {
     return fields;
   }
 
-  /** Ready jobs the next lease may look at that this worker cannot run (at most leaseCandidates ids). */
-  private async unfitCandidates(session: WorkerSession): Promise<string[]> {
+  /** The ready jobs the next lease may look at (at most leaseCandidates ids), and those of them this worker cannot run. */
+  private async unfitCandidates(session: WorkerSession): Promise<{ candidates: string[]; unfit: string[] }> {
     const candidates = await this.leases.readyCandidates();
     const jobs = await Promise.all(candidates.map((jobId) => (session.fits.has(jobId) ? null : this.catalog.get(jobId).catch(() => null))));
     const unfit: string[] = [];
@@ -184,7 +204,7 @@ export class DispatchService {
       const fits = known ?? (job ? this.fits(session, job) : true);
       if (!fits) unfit.push(jobId);
     });
-    return unfit;
+    return { candidates, unfit };
   }
 
   /** Whether the session's worker meets the job's requirements, remembered per session (bounded). */

@@ -127,9 +127,16 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
     this.logger.log(`worker ${socket.data.leaseOwner} connected (${hello.data.sandboxes} sandboxes${inherited})`);
 
     // A draining replica grants nothing more: the worker is about to be handed to another replica.
-    handle(socket, 'task:request', TaskRequestSchema, async ({ maxSlices }) =>
-      this.lifecycle.serving ? { tasks: await this.lifecycle.track(socket, () => this.dispatch.grant(socket.data, maxSlices)) } : { tasks: [] },
-    );
+    // A worker whose grant is empty waits for a hint (it stays a waiting one while it asks, so a hint
+    // sent meanwhile reaches it and it asks again); one that got work and left more ready passes the hint on.
+    handle(socket, 'task:request', TaskRequestSchema, async ({ maxSlices }) => {
+      if (!this.lifecycle.serving) return { tasks: [] };
+      const { tasks, moreReady } = await this.lifecycle.track(socket, () => this.dispatch.grant(socket.data, maxSlices));
+      if (tasks.length === 0 && socket.connected) this.notifier.waitingForWork(socket.id);
+      else this.notifier.notWaiting(socket.id);
+      if (moreReady) this.notifier.moreWorkReady();
+      return { tasks };
+    });
     handle(socket, 'task:results', TaskResultsSchema, (batch) => this.lifecycle.track(socket, async () => {
       const session = socket.data;
       const { paymentOutliers, ...ack } = await this.results.submit(
@@ -187,6 +194,7 @@ export class WorkerGateway implements OnGatewayInit, OnGatewayConnection, OnGate
   }
 
   async handleDisconnect(socket: WorkerSocket): Promise<void> {
+    this.notifier.notWaiting(socket.id);
     const worker = socket.data?.leaseOwner;
     if (!worker) return;
     this.metrics.workersConnected.dec();
