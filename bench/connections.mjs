@@ -13,7 +13,8 @@
 //
 // "Idle" here means connected and registered (the scheduler accepted the hello and counts the worker
 // in commune_workers_connected), not asking for work. A real commune-worker with nothing to do is
-// not that quiet: after an empty grant it asks again every second (Supervisor pollMs), so after the
+// not that quiet: after an empty grant it asks again 1 s later (Supervisor pollMs), the wait doubling
+// with each empty grant up to a minute (pollMaxMs, apps/worker/src/poll-backoff.ts), so after the
 // ramp some connections poll that way ("polling idle") and the bench reports what each request costs.
 //
 // Figures, per ramp step (BENCH_IDLE_STEPS, up to BENCH_IDLE_WORKERS):
@@ -26,15 +27,18 @@
 //                  heartbeats (a ping every 25 s per connection) and whatever else runs per connection
 //   redis cmd/s    commands the scheduler sent its Redis over the idle period (constant = none per connection)
 //   ms CPU each    the server's CPU per new connection while the step was opened (the handshake)
-//   hint storm     at each step, one 'work:available' hint while every connection waits for work (as
-//                  commune-worker does after an empty grant), each answering it with one task:request,
-//                  as the real worker does: to the scheduler through a one-slice job deployed with the
-//                  SDK, to the bare server as one broadcast (it answers every request with an empty grant).
-//                  Seconds until every request was answered (or gave up after 30 s), server CPU seconds.
+//   hint storm     at each step, one 'work:available' hint while every connection waits for work (each
+//                  first asks once and gets an empty grant, as commune-worker does), each hinted one
+//                  answering it with one task:request, as the real worker does: to the scheduler through
+//                  a one-slice job deployed with the SDK (it hints at most WorkerNotifier.maxHintedPerReplica
+//                  waiting workers), to the bare server as one broadcast to all (it answers every request
+//                  with an empty grant). Seconds until every request made was answered (or gave up after
+//                  30 s), server CPU seconds.
 //                  The bench then waits for the server to be quiet (requests whose askers gave up are
 //                  still worked through) before it goes on.
 // Then BENCH_POLL_CONNECTIONS of the connections poll as an idle commune-worker does (task:request,
-// and again 1 s after each empty grant) for BENCH_POLL_SECONDS: requests answered per second, server
+// and again 1 s after an empty grant, doubling up to BENCH_POLL_MAX_MS, 60 s, jittered; all start in
+// the same second, as after a fleet restart) for BENCH_POLL_SECONDS: requests answered per second, server
 // CPU ms per answered request, Redis commands per request (those run inside Lua scripts included),
 // latency p50/p99, and how many polling idle workers one core answers at one request a second each.
 //
@@ -85,7 +89,8 @@ const cpuProfiles = process.env.BENCH_CPU_PROFILE === '1';
 const pollConnections = process.env.BENCH_POLL_CONNECTIONS === 'all' ? Infinity : Number(process.env.BENCH_POLL_CONNECTIONS ?? 2000);
 const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/commune_bench';
 const tag = `bench_conn_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
-const pollMs = 1000; // commune-worker's Supervisor defaultTiming.pollMs
+const pollMs = 1000; // commune-worker's Supervisor defaultTiming.pollMs (the first wait)...
+const pollMaxMs = Number(process.env.BENCH_POLL_MAX_MS ?? 60_000); // ...doubling to defaultTiming.pollMaxMs
 const pollMaxSlices = 4; // an idle 2-sandbox worker's first request: bufferTarget() = 2 x sandboxes
 const mb = (n) => Math.round(n);
 
@@ -276,7 +281,7 @@ async function ramp(kind, files, redis, addressBase) {
     const commands0 = redis ? await redis.commandsProcessed() : 0;
     const t0 = performance.now();
     const polling = Math.min(pollConnections, rows.at(-1).connected);
-    await Promise.all(clients.map((child, i) => ask(child, { cmd: 'poll', pollMs, maxSlices: pollMaxSlices, count: Math.floor(polling / clients.length) + (i < polling % clients.length ? 1 : 0) }, 'polling')));
+    await Promise.all(clients.map((child, i) => ask(child, { cmd: 'poll', pollMs, pollMaxMs, maxSlices: pollMaxSlices, count: Math.floor(polling / clients.length) + (i < polling % clients.length ? 1 : 0) }, 'polling')));
     await profiled(server, kind, 'polling', () => sleep(pollSeconds * 1000));
     // Stop asking and wait for the answers in flight: the CPU counted is then that of every answer counted.
     const replies = await Promise.all(clients.map((child) => ask(child, { cmd: 'quiet' }, 'polled')));
@@ -299,7 +304,7 @@ async function ramp(kind, files, redis, addressBase) {
       pollingWorkersPerCore: Math.floor(1000 / msPerRequest),
     };
     console.log(
-      `  ${kind} polling (${polling} of ${poll.connections} connections, each task:request every ${pollMs} ms after an empty grant, ${poll.seconds} s): ` +
+      `  ${kind} polling (${polling} of ${poll.connections} connections, each task:request ${pollMs} ms after an empty grant, doubling to ${pollMaxMs} ms, ${poll.seconds} s): ` +
         `${poll.answeredPerSecond} answered/s of ${poll.wantedPerSecond} wanted, CPU ${poll.cpuPercent}% = ${poll.cpuMsPerRequest} ms per request` +
         `${redis ? `, ${poll.redisCommandsPerRequest} Redis commands per request, those run inside Lua scripts included (redis ${poll.redisCpuPercent}% CPU)` : ''}, ` +
         `latency p50 ${poll.latencyMs.p50} / p99 ${poll.latencyMs.p99} ms${Object.keys(errors).length ? ', errors ' + JSON.stringify(errors) : ''}; ` +
@@ -366,11 +371,22 @@ async function hintStorm(server, kind, clients, connections) {
   let cpuSeconds = 0;
   let replies = [];
   const settled = (r) => r.answered + Object.values(r.errors).reduce((n, k) => n + k, 0);
-  await waitFor('every connection answered the hint', async () => {
+  // The scheduler hints at most WorkerNotifier.maxHintedPerReplica waiting workers per hint (more only
+  // while work is left): done when every connection answered, or when every request made was answered
+  // and no new one came for a second.
+  let lastRequests = -1;
+  let stableSince = Date.now();
+  await waitFor('every hinted connection answered', async () => {
     await sleep(200);
     replies = await Promise.all(clients.map((child) => ask(child, { cmd: 'hinted' }, 'hinted')));
     cpuSeconds = cpuSecondsOf(pid) - cpu0;
-    return replies.reduce((n, r) => n + settled(r), 0) >= connections;
+    const requests = replies.reduce((n, r) => n + r.requests, 0);
+    const done = replies.reduce((n, r) => n + settled(r), 0);
+    if (requests !== lastRequests) {
+      lastRequests = requests;
+      stableSince = Date.now();
+    }
+    return done >= connections || (requests > 0 && done >= requests && Date.now() - stableSince >= 1000);
   }, 180_000).catch(() => undefined);
   replies = await Promise.all(clients.map((child) => ask(child, { cmd: 'hinted', final: true }, 'hinted')));
   const answered = replies.reduce((n, r) => n + r.answered, 0);
@@ -389,7 +405,7 @@ async function hintStorm(server, kind, clients, connections) {
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99) },
   };
   console.log(
-    `      hint storm: ${job ? 'one deploy' : 'one broadcast'} -> work:available to ${connections} idle connections (first after ${result.hintAfterDeployMs} ms) -> ${result.requests} task:requests, ` +
+    `      hint storm: ${job ? 'one deploy' : 'one broadcast'} -> work:available to ${result.requests} of ${connections} waiting connections (first after ${result.hintAfterDeployMs} ms) -> ${result.requests} task:requests, ` +
       `${answered} answered (${result.granted} granted) within ${result.secondsUntilAllAnswered} s, ${result.schedulerCpuSeconds} s of server CPU; ` +
       `latency p50 ${result.latencyMs.p50} / p99 ${result.latencyMs.p99} ms${Object.keys(errors).length ? ', errors ' + JSON.stringify(errors) : ''}`,
   );
@@ -488,7 +504,9 @@ async function main() {
     console.log(
       `an idle worker's empty task:request: ${scheduler.poll.cpuMsPerRequest} ms of scheduler CPU` +
         (bare?.poll ? `, ${bare.poll.cpuMsPerRequest} ms in the bare server (${(scheduler.poll.cpuMsPerRequest / bare.poll.cpuMsPerRequest).toFixed(2)}x)` : '') +
-        `; at one request a second each, one core answers ~${scheduler.poll.pollingWorkersPerCore.toLocaleString('en-US')} polling idle workers`,
+        `; at one request a second each, one core answers ~${scheduler.poll.pollingWorkersPerCore.toLocaleString('en-US')} polling idle workers` +
+        // Backed off, a worker waits [half, all] of pollMaxMs between requests: 0.75 x pollMaxMs on average.
+        `; backed off to one request per ~${((0.75 * pollMaxMs) / 1000).toFixed(0)} s, 50,000 idle workers cost ~${((50_000 / (0.75 * pollMaxMs / 1000)) * scheduler.poll.cpuMsPerRequest / 10).toFixed(0)}% of one core`,
     );
   }
   if (top) {

@@ -8,10 +8,13 @@
 //
 // Commands from the parent (IPC), each answered with one message:
 //   open  {url, first, count, addressBase, perAddress, concurrency, sandboxes}  -> opened
-//   poll  {pollMs, maxSlices, count}: `count` connections (default all) ask for work as an idle real worker does
-//         (task:request; after an empty grant it asks again pollMs later)     -> polling
+//   poll  {pollMs, pollMaxMs, maxSlices, count}: `count` connections (default all) ask for work as an idle
+//         real worker does (task:request; after an empty grant it asks again pollMs later, doubling with
+//         each empty grant up to pollMaxMs, jittered: apps/worker/src/poll-backoff.ts) -> polling
 //   quiet: stop asking, wait for the answers in flight                          -> polled (counts, latencies)
-//   hint  {maxSlices}: each connection answers the next work:available with one task:request -> hinting
+//   hint  {maxSlices}: each connection asks for work once (an empty grant: the scheduler now counts it
+//         as waiting, as it does an idle real worker), then answers the next work:available with one
+//         task:request                                                        -> hinting
 //   hinted: how many of those were answered so far, and when                   -> hinted
 //   stats                                                                       -> stats
 //   close: disconnect everything and exit
@@ -75,8 +78,9 @@ async function open({ url, first, count, addressBase, perAddress, concurrency, s
 const connectedCount = () => sockets.reduce((n, socket) => n + (socket.connected ? 1 : 0), 0);
 
 /** Each connection asks for work the way an idle commune-worker does (Supervisor.request / waitForWork). */
-function poll({ pollMs, maxSlices, count = sockets.length }) {
+function poll({ pollMs, pollMaxMs = pollMs, maxSlices, count = sockets.length }) {
   const state = { stopping: false, inFlight: 0, requests: 0, empty: 0, granted: 0, errors: {}, latencies: [], timers: new Set() };
+  const steps = new Map();
   const ask = (socket) => {
     if (state.stopping || !socket.connected) return;
     state.inFlight++;
@@ -95,7 +99,10 @@ function poll({ pollMs, maxSlices, count = sockets.length }) {
       },
     ).finally(() => {
       state.inFlight--;
-      later(socket, pollMs);
+      // PollBackoff.next(): [half, all] of the step, which doubles up to pollMaxMs.
+      const step = steps.get(socket) ?? pollMs;
+      steps.set(socket, Math.min(pollMaxMs, step * 2));
+      later(socket, step / 2 + (step / 2) * Math.random());
     });
   };
   const later = (socket, ms) => {
@@ -161,6 +168,7 @@ process.on('message', async (message) => {
       polling = null;
       process.send(reply);
     } else if (message.cmd === 'hint') {
+      await Promise.all(sockets.filter((socket) => socket.connected).map((socket) => socket.timeout(60_000).emitWithAck('task:request', { maxSlices: message.maxSlices }).catch(() => null)));
       hint = answerHint(message);
       process.send({ type: 'hinting' });
     } else if (message.cmd === 'hinted') {
