@@ -20,7 +20,8 @@
 // PostgreSQL: BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/commune_bench), own
 // schema, dropped afterwards. Redis: one of the bench's own on a free port, stopped afterwards.
 // Schedulers run with BENCH_SCHEDULER_NODE_OPTIONS (default --max-old-space-size=128, as pnpm start
-// and the image). Writes bench/results/replicas-latest.json.
+// and the image had it until 2026-12-03, kept so figures compare; they now use 1536 for 50,000 worker
+// connections, which a dispatch run with a few workers never comes near). Writes bench/results/replicas-latest.json.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';

@@ -76,7 +76,7 @@ async function main() {
   console.log(`BullMQ no-op baseline: ${bullmqRate.toFixed(0)} jobs/s`);
 
   const scheduler = spawnNode(['apps/scheduler/dist/main.js'], {
-    PORT: String(port), DATABASE_URL: databaseUrl, DATABASE_SCHEMA: tag, REDIS_PREFIX: tag, LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.BENCH_SCHEDULER_NODE_OPTIONS ?? '--max-old-space-size=128', // as pnpm start and the image run it
+    PORT: String(port), DATABASE_URL: databaseUrl, DATABASE_SCHEMA: tag, REDIS_PREFIX: tag, LOG_LEVEL: 'warn', NODE_OPTIONS: process.env.BENCH_SCHEDULER_NODE_OPTIONS ?? '--max-old-space-size=128', // as pnpm start and the image had it until 2026-12-03 (now 1536, for 50,000 worker connections): kept so figures compare
   });
   const url = `http://127.0.0.1:${port}`;
   await waitFor('scheduler /health', async () => (await fetch(`${url}/health`)).ok, 60_000);
